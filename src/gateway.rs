@@ -1,0 +1,204 @@
+//! The contract between a gateway engine and the WSGI bridge.
+//!
+//! An engine (the HTTP/1.1 server today; the CGI, FastCGI and uwsgi gateways later) parses
+//! requests its own way and hands the bridge three things: a [`RequestHead`], a
+//! [`BodySource`] that yields the request body, and a [`ResponseSink`] that takes the
+//! response. The bridge (`crate::wsgi`) knows nothing of sockets or framing; the engine
+//! knows nothing of Python.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pyo3::Python;
+
+/// The protocol version a request was made with, reported as `SERVER_PROTOCOL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// `HTTP/1.0`
+    Http10,
+    /// `HTTP/1.1`
+    Http11,
+}
+
+impl Protocol {
+    /// The version as it appears on a request line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http10 => "HTTP/1.0",
+            Protocol::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// Where the server received a request: what `SERVER_NAME`, `SERVER_PORT` and
+/// `wsgi.url_scheme` report. Shared by every connection of one listener.
+#[derive(Debug)]
+pub struct ListenerInfo {
+    /// `SERVER_NAME`: the listening address's host (an IP, or `localhost` for unix sockets).
+    pub server_name: String,
+    /// `SERVER_PORT`: the listening port as text.
+    pub server_port: String,
+    /// `wsgi.url_scheme`.
+    pub url_scheme: &'static str,
+    /// How the listener is shown in logs, e.g. `http://127.0.0.1:8000`.
+    pub display: String,
+}
+
+/// The peer of a connection.
+#[derive(Clone, Debug)]
+pub enum Peer {
+    /// A TCP client.
+    Tcp(SocketAddr),
+    /// A client on a unix socket (no address).
+    Unix,
+}
+
+/// The parsed head of one request, as the client sent it.
+#[derive(Debug)]
+pub struct RequestHead {
+    /// The method token, e.g. `GET`.
+    pub method: Bytes,
+    /// The request target exactly as sent (`RAW_URI`).
+    pub target: Bytes,
+    /// The protocol version of the request line.
+    pub protocol: Protocol,
+    /// Header fields in the order received, names as sent, values as raw bytes.
+    pub headers: Vec<(Bytes, Bytes)>,
+    /// The declared body length, when the request has a Content-Length.
+    pub content_length: Option<u64>,
+    /// The peer that sent the request.
+    pub peer: Peer,
+    /// The listener the request arrived on.
+    pub listener: Arc<ListenerInfo>,
+}
+
+impl RequestHead {
+    /// Whether this is a HEAD request (its response carries no body).
+    pub fn is_head(&self) -> bool {
+        self.method.as_ref() == b"HEAD"
+    }
+}
+
+/// Why reading the request body failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// The client closed the connection before the body was complete.
+    Disconnected,
+    /// The body's framing was invalid (for example a bad chunk size line).
+    Malformed(String),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Disconnected => {
+                f.write_str("client disconnected before the request body was complete")
+            }
+            BodyError::Malformed(why) => write!(f, "invalid request body: {why}"),
+        }
+    }
+}
+
+/// Yields the request body, piece by piece, to `wsgi.input`.
+pub trait BodySource: Send + Sync {
+    /// The next piece of the body, or `Ok(None)` at its end. May block until the client
+    /// sends more; the caller has released the GIL.
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError>;
+}
+
+/// The client is gone; nothing more can be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disconnected;
+
+/// A validated response head, ready for the engine to frame.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: u16,
+    /// The status line as the app gave it, e.g. `200 OK` (latin-1 bytes, validated).
+    pub status_line: Bytes,
+    /// The app's headers, validated, with Content-Length and hop-by-hop headers removed.
+    pub headers: Vec<(Bytes, Bytes)>,
+    /// The body length, when the app declared it or the bridge computed it.
+    pub content_length: Option<u64>,
+    /// The app asked for the connection to be closed (`Connection: close`).
+    pub close_connection: bool,
+}
+
+/// How a response ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseEnd {
+    /// Every byte the head promised was sent.
+    Complete,
+    /// The response could not be completed (app error after the head was sent, or a body
+    /// shorter than its Content-Length): the engine must not reuse the connection.
+    Aborted,
+}
+
+/// Takes a response from the bridge. Methods are called on the Python thread running the
+/// app, with the GIL held; an implementation that may block releases it with `py.detach`.
+pub trait ResponseSink: Send + Sync {
+    /// Sends the response head. Called once, before any body.
+    fn send_head(&mut self, py: Python<'_>, head: ResponseHead) -> Result<(), Disconnected>;
+    /// Sends a piece of the body (never empty).
+    fn send_chunk(&mut self, py: Python<'_>, chunk: Bytes) -> Result<(), Disconnected>;
+    /// Sends `len` bytes of `file` from `offset`, with sendfile(2) where the engine can.
+    fn send_file(
+        &mut self,
+        py: Python<'_>,
+        file: File,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), Disconnected>;
+    /// Ends the response.
+    fn finish(&mut self, py: Python<'_>, end: ResponseEnd);
+    /// Sends a complete response whose body is known up front. Engines may override this
+    /// to hand everything over at once.
+    fn send_complete(
+        &mut self,
+        py: Python<'_>,
+        head: ResponseHead,
+        body: Vec<Bytes>,
+    ) -> Result<(), Disconnected> {
+        self.send_head(py, head)?;
+        if self.wants_body() {
+            for chunk in body {
+                if !chunk.is_empty() {
+                    self.send_chunk(py, chunk)?;
+                }
+            }
+        }
+        self.finish(py, ResponseEnd::Complete);
+        Ok(())
+    }
+    /// False when the body would be discarded (a HEAD request): the bridge then stops
+    /// iterating the app's body once the head is sent.
+    fn wants_body(&self) -> bool;
+}
+
+/// The request body as the engine hands it to the bridge.
+pub enum RequestBody {
+    /// No body (no Content-Length, or zero).
+    Empty,
+    /// The whole body, already received.
+    Complete(Bytes),
+    /// A body still arriving: `received` first, then what `source` yields.
+    Stream {
+        /// Bytes of the body already received.
+        received: Bytes,
+        /// The rest of the body.
+        source: Box<dyn BodySource>,
+    },
+}
+
+/// One request handed from an engine to the bridge.
+pub struct Exchange {
+    /// The request head.
+    pub head: RequestHead,
+    /// The request body.
+    pub body: RequestBody,
+    /// Where the response goes.
+    pub sink: Box<dyn ResponseSink>,
+}

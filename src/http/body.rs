@@ -1,0 +1,232 @@
+//! Reading a request body from the connection into the app's `wsgi.input`.
+//!
+//! The [`BodyPump`] runs inside the connection task, next to the response writer. It reads
+//! the socket only while the app has room in the bounded body channel, so a 1 GiB upload
+//! read slowly holds a few socket reads in memory, never the whole body. With
+//! `Expect: 100-continue` it waits for the app's first read before sending
+//! `100 Continue` and reading anything.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::gateway::BodyError;
+use crate::http::chunked::{ChunkedDecoder, Decoded};
+use crate::http::sink::BodyMessage;
+
+/// Bytes asked of the socket per read.
+pub const READ_SIZE: usize = 64 * 1024;
+
+/// How a body is delimited, with the decoding state.
+#[derive(Debug)]
+pub enum BodyDecoder {
+    /// This many bytes are left.
+    Length(u64),
+    /// A chunked body.
+    Chunked(ChunkedDecoder),
+}
+
+impl BodyDecoder {
+    /// Takes what it can from `buf`.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, String> {
+        match self {
+            BodyDecoder::Length(0) => Ok(Decoded::Done),
+            BodyDecoder::Length(remaining) => {
+                if buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let n = (*remaining).min(buf.len() as u64);
+                *remaining -= n;
+                Ok(Decoded::Data(buf.split_to(n as usize).freeze()))
+            }
+            BodyDecoder::Chunked(decoder) => decoder.decode(buf),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PumpState {
+    /// There is no body, or it was handed over whole.
+    None,
+    /// Waiting for the app's first read (Expect: 100-continue).
+    AwaitingDemand,
+    /// Reading the body into the channel.
+    Active,
+    /// The whole body was read.
+    Finished,
+    /// The app dropped wsgi.input before the end; the rest can only be discarded.
+    Abandoned,
+    /// The body could not be read (client gone or malformed framing).
+    Failed,
+}
+
+/// Feeds one request's body to the app.
+pub struct BodyPump {
+    state: PumpState,
+    decoder: BodyDecoder,
+    messages: Option<mpsc::Sender<BodyMessage>>,
+    demand: Option<oneshot::Receiver<()>>,
+    expect_continue: bool,
+}
+
+impl BodyPump {
+    /// A pump for a request without a streamed body.
+    pub fn none() -> Self {
+        BodyPump {
+            state: PumpState::None,
+            decoder: BodyDecoder::Length(0),
+            messages: None,
+            demand: None,
+            expect_continue: false,
+        }
+    }
+
+    /// A pump that feeds `messages`; it waits for `demand` first when the client expects
+    /// `100 Continue`.
+    pub fn new(
+        decoder: BodyDecoder,
+        messages: mpsc::Sender<BodyMessage>,
+        demand: oneshot::Receiver<()>,
+        expect_continue: bool,
+    ) -> Self {
+        BodyPump {
+            state: if expect_continue {
+                PumpState::AwaitingDemand
+            } else {
+                PumpState::Active
+            },
+            decoder,
+            messages: Some(messages),
+            demand: Some(demand),
+            expect_continue,
+        }
+    }
+
+    /// Whether the pump has something to do: wait for the app's first read, or read body.
+    pub fn is_busy(&self) -> bool {
+        matches!(self.state, PumpState::AwaitingDemand | PumpState::Active)
+    }
+
+    /// One step: waits for the app's first read, or moves one piece of body. Returns true
+    /// when `100 Continue` must be sent now. Cancel-safe.
+    pub async fn step<S: AsyncRead + Unpin>(&mut self, stream: &mut S, buf: &mut BytesMut) -> bool {
+        if self.state == PumpState::AwaitingDemand {
+            let demanded = self.demanded().await;
+            return self.on_demand(demanded);
+        }
+        self.pump(stream, buf).await;
+        false
+    }
+
+    /// Resolves when the app first reads `wsgi.input` (or drops it: `false`).
+    async fn demanded(&mut self) -> bool {
+        match self.demand.as_mut() {
+            Some(demand) => demand.await.is_ok(),
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Records the app's first read. Returns whether `100 Continue` must be sent now.
+    fn on_demand(&mut self, demanded: bool) -> bool {
+        self.demand = None;
+        if demanded {
+            self.state = PumpState::Active;
+            self.expect_continue
+        } else {
+            self.state = PumpState::Abandoned;
+            false
+        }
+    }
+
+    /// Moves one piece of body from the socket to the app. Cancel-safe: it only awaits
+    /// channel room and socket reads, and changes state only after they complete.
+    async fn pump<S: AsyncRead + Unpin>(&mut self, stream: &mut S, buf: &mut BytesMut) {
+        let Some(messages) = self.messages.as_ref() else {
+            self.state = PumpState::Abandoned;
+            return;
+        };
+        let Ok(permit) = messages.reserve().await else {
+            // wsgi.input was dropped: nobody will read the rest.
+            self.state = PumpState::Abandoned;
+            return;
+        };
+        loop {
+            match self.decoder.decode(buf) {
+                Ok(Decoded::Data(data)) => {
+                    permit.send(BodyMessage::Data(data));
+                    return;
+                }
+                Ok(Decoded::Done) => {
+                    permit.send(BodyMessage::End);
+                    self.state = PumpState::Finished;
+                    self.messages = None;
+                    return;
+                }
+                Ok(Decoded::NeedMore) => {}
+                Err(why) => {
+                    tracing::info!("Malformed request body: {why}");
+                    permit.send(BodyMessage::Failed(BodyError::Malformed(why)));
+                    self.state = PumpState::Failed;
+                    return;
+                }
+            }
+            buf.reserve(READ_SIZE);
+            match stream.read_buf(buf).await {
+                Ok(n) if n > 0 => {}
+                _ => {
+                    permit.send(BodyMessage::Failed(BodyError::Disconnected));
+                    self.state = PumpState::Failed;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// After the response: reads and discards what the app left of the body, up to
+    /// `limit` bytes, so the connection can serve the next request. Returns whether the
+    /// body was consumed to its end.
+    pub async fn drain<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        buf: &mut BytesMut,
+        limit: u64,
+    ) -> bool {
+        match self.state {
+            PumpState::None | PumpState::Finished => return true,
+            PumpState::Failed => return false,
+            // The client was never told to send the body: it may or may not come.
+            PumpState::AwaitingDemand if self.expect_continue => return false,
+            _ => {}
+        }
+        self.messages = None;
+        let mut discarded = 0u64;
+        loop {
+            match self.decoder.decode(buf) {
+                Ok(Decoded::Data(data)) => {
+                    discarded += data.len() as u64;
+                    if discarded > limit {
+                        return false;
+                    }
+                }
+                Ok(Decoded::Done) => {
+                    self.state = PumpState::Finished;
+                    return true;
+                }
+                Ok(Decoded::NeedMore) => {
+                    buf.reserve(READ_SIZE);
+                    match stream.read_buf(buf).await {
+                        Ok(n) if n > 0 => {}
+                        _ => return false,
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Whether a response should announce that the connection closes because the body
+    /// will not be read (the client still waits for `100 Continue`).
+    pub fn body_unrequested(&self) -> bool {
+        self.state == PumpState::AwaitingDemand
+    }
+}

@@ -1,0 +1,470 @@
+//! One client connection: read a request, hand it to Python, write the response, repeat.
+//!
+//! Requests on a connection are served one after the other, so pipelined requests get
+//! their responses in order: the next head is parsed from the buffer only after the
+//! previous response is written. While a request runs, the task waits on two things at
+//! once: response events from the Python thread, and the app's demand for body bytes.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::gateway::{
+    Exchange, Peer, Protocol, RequestBody, RequestHead, ResponseEnd, ResponseHead,
+};
+use crate::http::body::{BodyDecoder, BodyPump, READ_SIZE};
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::request::{parse_head, BodyFraming, ParsedHead, Rejection};
+use crate::http::response::{
+    choose_framing, chunk_header, encode_head, ResponseFraming, LAST_CHUNK,
+};
+use crate::http::sink::{HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE};
+use crate::http::writer::OutQueue;
+use crate::http::ConnContext;
+use crate::logging::AccessEntry;
+
+/// Largest request head accepted (request line and fields).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// How long an idle keep-alive connection is kept.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How much unread request body is discarded to keep a connection alive.
+const DRAIN_LIMIT: u64 = 256 * 1024;
+/// How long discarding unread request body may take.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A stream socket the engine can serve: TCP or unix.
+pub trait Socket: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static {
+    /// Waits until the socket may be writable.
+    fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
+    /// Runs a non-blocking write operation on the raw socket, clearing readiness on
+    /// `WouldBlock`.
+    fn try_write_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
+}
+
+impl Socket for tokio::net::TcpStream {
+    fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
+        tokio::net::TcpStream::writable(self)
+    }
+    fn try_write_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        self.try_io(tokio::io::Interest::WRITABLE, f)
+    }
+}
+
+impl Socket for tokio::net::UnixStream {
+    fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
+        tokio::net::UnixStream::writable(self)
+    }
+    fn try_write_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        self.try_io(tokio::io::Interest::WRITABLE, f)
+    }
+}
+
+/// Serves a connection until it closes.
+pub async fn serve_connection<S: Socket>(stream: S, peer: Peer, ctx: Arc<ConnContext>) {
+    let mut connection = Connection {
+        stream,
+        buf: BytesMut::with_capacity(8 * 1024),
+        out: OutQueue::new(),
+        peer,
+        ctx,
+    };
+    if let Err(error) = connection.run().await {
+        tracing::debug!("Connection from {} ended: {error}", connection.peer_label());
+    }
+}
+
+struct Connection<S> {
+    stream: S,
+    buf: BytesMut,
+    out: OutQueue,
+    peer: Peer,
+    ctx: Arc<ConnContext>,
+}
+
+/// What the response writer knows about the response in progress.
+struct ResponseState {
+    protocol: Protocol,
+    is_head: bool,
+    framing: Option<ResponseFraming>,
+    status: u16,
+    body_bytes: u64,
+    keep_alive: bool,
+}
+
+impl<S: Socket> Connection<S> {
+    fn peer_label(&self) -> String {
+        match &self.peer {
+            Peer::Tcp(addr) => addr.to_string(),
+            Peer::Unix => "unix socket".to_string(),
+        }
+    }
+
+    async fn run(&mut self) -> io::Result<()> {
+        let mut shutdown = self.ctx.shutdown.clone();
+        loop {
+            let Some(parsed) = self.read_head(&mut shutdown).await? else {
+                return Ok(());
+            };
+            let keep_alive = self.serve_request(parsed).await?;
+            if !keep_alive || *shutdown.borrow() {
+                let _ = self.stream.shutdown().await;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads until a whole head is buffered. `None`: the connection should close.
+    async fn read_head(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> io::Result<Option<ParsedHead>> {
+        loop {
+            if !self.buf.is_empty() {
+                match parse_head(&mut self.buf) {
+                    Ok(Some(parsed)) => return Ok(Some(parsed)),
+                    Ok(None) if self.buf.len() > MAX_HEAD_BYTES => {
+                        self.reject(Rejection {
+                            status: 431,
+                            detail: format!("request head larger than {MAX_HEAD_BYTES} bytes"),
+                        })
+                        .await;
+                        return Ok(None);
+                    }
+                    Ok(None) => {}
+                    Err(rejection) => {
+                        self.reject(rejection).await;
+                        return Ok(None);
+                    }
+                }
+            }
+            let idle = self.buf.is_empty();
+            if idle && *shutdown.borrow() {
+                return Ok(None);
+            }
+            self.buf.reserve(READ_SIZE);
+            let read = tokio::select! {
+                read = self.stream.read_buf(&mut self.buf) => read?,
+                _ = shutdown.changed(), if idle => return Ok(None),
+                _ = tokio::time::sleep(KEEP_ALIVE_TIMEOUT), if idle => return Ok(None),
+            };
+            if read == 0 {
+                // The client closed; a partial head cannot be answered.
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Answers a request refused before the app runs, and closes.
+    async fn reject(&mut self, rejection: Rejection) {
+        tracing::info!(
+            "Bad request from {}: {} (answered {})",
+            self.peer_label(),
+            rejection.detail,
+            rejection.status
+        );
+        let reason = reason_phrase(rejection.status);
+        let head = ResponseHead {
+            status: rejection.status,
+            status_line: Bytes::from(format!("{} {}", rejection.status, reason)),
+            headers: vec![(
+                Bytes::from_static(b"Content-Type"),
+                Bytes::from_static(b"text/plain; charset=utf-8"),
+            )],
+            content_length: Some(reason.len() as u64),
+            close_connection: true,
+        };
+        let mut out = BytesMut::new();
+        encode_head(
+            &mut out,
+            &head,
+            ResponseFraming::Length(reason.len() as u64),
+            Protocol::Http11,
+            false,
+        );
+        out.extend_from_slice(reason.as_bytes());
+        let _ = self.stream.write_all(&out).await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// Runs one request through the app and writes its response. Returns whether the
+    /// connection may serve another request.
+    async fn serve_request(&mut self, parsed: ParsedHead) -> io::Result<bool> {
+        let started = Instant::now();
+        let ParsedHead {
+            method,
+            target,
+            protocol,
+            headers,
+            framing,
+            keep_alive,
+            expect_continue,
+        } = parsed;
+        let is_head = method.as_ref() == b"HEAD";
+        let access = self
+            .ctx
+            .access_log
+            .is_some()
+            .then(|| AccessEntry::new(&method, &target, protocol, &headers, &self.peer));
+
+        let (body, mut pump) = self.body_for(framing, expect_continue);
+        let (events_tx, mut events) = mpsc::channel(RESPONSE_QUEUE);
+        let head = RequestHead {
+            method,
+            target,
+            protocol,
+            headers,
+            content_length: match framing {
+                BodyFraming::Length(length) => Some(length),
+                BodyFraming::Empty => None,
+                BodyFraming::Chunked => None,
+            },
+            peer: self.peer.clone(),
+            listener: self.ctx.listener.clone(),
+        };
+        let exchange = Exchange {
+            head,
+            body,
+            sink: Box::new(HttpSink::new(events_tx, is_head)),
+        };
+        if !self.ctx.dispatch(exchange) {
+            self.reject(Rejection {
+                status: 503,
+                detail: "server is shutting down".into(),
+            })
+            .await;
+            return Ok(false);
+        }
+
+        let mut response = ResponseState {
+            protocol,
+            is_head,
+            framing: None,
+            status: 0,
+            body_bytes: 0,
+            keep_alive,
+        };
+        let end = loop {
+            tokio::select! {
+                biased;
+                event = events.recv() => {
+                    if let Some(end) = self.on_events(event, &mut events, &mut response, &pump).await? {
+                        break end;
+                    }
+                }
+                send_continue = pump.step(&mut self.stream, &mut self.buf), if pump.is_busy() => {
+                    if send_continue {
+                        self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+                    }
+                }
+            }
+        };
+        let mut keep_alive = response.keep_alive && end == ResponseEnd::Complete;
+        if keep_alive {
+            let drained = tokio::time::timeout(
+                DRAIN_TIMEOUT,
+                pump.drain(&mut self.stream, &mut self.buf, DRAIN_LIMIT),
+            )
+            .await;
+            keep_alive = matches!(drained, Ok(true));
+        }
+        if let (Some(log), Some(entry)) = (&self.ctx.access_log, access) {
+            log.write(
+                &entry,
+                response.status,
+                response.body_bytes,
+                started.elapsed(),
+            );
+        }
+        Ok(keep_alive)
+    }
+
+    /// How the body reaches the app: whole if it is already buffered, else streamed.
+    fn body_for(&mut self, framing: BodyFraming, expect_continue: bool) -> (RequestBody, BodyPump) {
+        let decoder = match framing {
+            BodyFraming::Empty => return (RequestBody::Empty, BodyPump::none()),
+            BodyFraming::Length(length) if !expect_continue && self.buf.len() as u64 >= length => {
+                let body = self.buf.split_to(length as usize).freeze();
+                return (RequestBody::Complete(body), BodyPump::none());
+            }
+            BodyFraming::Length(length) => BodyDecoder::Length(length),
+            BodyFraming::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
+        };
+        let (messages_tx, messages_rx) = mpsc::channel(BODY_QUEUE);
+        let (demand_tx, demand_rx) = oneshot::channel();
+        let source = HttpBodySource::new(messages_rx, demand_tx);
+        let body = RequestBody::Stream {
+            received: Bytes::new(),
+            source: Box::new(source),
+        };
+        (
+            body,
+            BodyPump::new(decoder, messages_tx, demand_rx, expect_continue),
+        )
+    }
+
+    /// Applies the event received and every event already queued behind it, then writes
+    /// them out together. Returns how the response ended once it has.
+    async fn on_events(
+        &mut self,
+        first: Option<ResponseEvent>,
+        events: &mut mpsc::Receiver<ResponseEvent>,
+        response: &mut ResponseState,
+        pump: &BodyPump,
+    ) -> io::Result<Option<ResponseEnd>> {
+        let mut next = first;
+        loop {
+            let Some(event) = next else {
+                // The Python side dropped the response without ending it.
+                self.out.flush(&mut self.stream).await?;
+                return Ok(Some(ResponseEnd::Aborted));
+            };
+            if let Some(end) = self.apply(event, response, pump).await? {
+                self.out.flush(&mut self.stream).await?;
+                return Ok(Some(end));
+            }
+            next = match events.try_recv() {
+                Ok(event) => Some(event),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+        }
+        self.out.flush(&mut self.stream).await?;
+        Ok(None)
+    }
+
+    async fn apply(
+        &mut self,
+        event: ResponseEvent,
+        response: &mut ResponseState,
+        pump: &BodyPump,
+    ) -> io::Result<Option<ResponseEnd>> {
+        match event {
+            ResponseEvent::Head(head) => {
+                self.start_response(&head, response, pump);
+                Ok(None)
+            }
+            ResponseEvent::Chunk(chunk) => {
+                self.body_chunk(chunk, response);
+                Ok(None)
+            }
+            ResponseEvent::File { file, offset, len } => {
+                self.body_file(file, offset, len, response).await?;
+                Ok(None)
+            }
+            ResponseEvent::Complete { head, body } => {
+                self.start_response(&head, response, pump);
+                for chunk in body {
+                    self.body_chunk(chunk, response);
+                }
+                Ok(Some(self.end_response(ResponseEnd::Complete, response)))
+            }
+            ResponseEvent::End(end) => Ok(Some(self.end_response(end, response))),
+        }
+    }
+
+    fn start_response(
+        &mut self,
+        head: &ResponseHead,
+        response: &mut ResponseState,
+        pump: &BodyPump,
+    ) {
+        let framing = choose_framing(head, response.protocol);
+        response.status = head.status;
+        response.keep_alive &= !head.close_connection
+            && framing != ResponseFraming::CloseDelimited
+            && !pump.body_unrequested()
+            && !(100..200).contains(&head.status)
+            && !*self.ctx.shutdown.borrow();
+        response.framing = Some(framing);
+        let staging = self.out.staging();
+        encode_head(
+            staging,
+            head,
+            framing,
+            response.protocol,
+            response.keep_alive,
+        );
+    }
+
+    fn sends_body(response: &ResponseState) -> Option<ResponseFraming> {
+        match response.framing {
+            Some(ResponseFraming::NoBody) | None => None,
+            Some(_) if response.is_head => None,
+            framing => framing,
+        }
+    }
+
+    fn body_chunk(&mut self, chunk: Bytes, response: &mut ResponseState) {
+        let Some(framing) = Self::sends_body(response) else {
+            return;
+        };
+        response.body_bytes += chunk.len() as u64;
+        if framing == ResponseFraming::Chunked {
+            chunk_header(self.out.staging(), chunk.len());
+            self.out.push(chunk);
+            self.out.put_slice(b"\r\n");
+        } else {
+            self.out.push(chunk);
+        }
+    }
+
+    async fn body_file(
+        &mut self,
+        file: std::fs::File,
+        offset: u64,
+        len: u64,
+        response: &mut ResponseState,
+    ) -> io::Result<()> {
+        let Some(framing) = Self::sends_body(response) else {
+            return Ok(());
+        };
+        if framing == ResponseFraming::Chunked {
+            chunk_header(self.out.staging(), len as usize);
+        }
+        self.out.flush(&mut self.stream).await?;
+        let sent = crate::http::writer::sendfile_all(&self.stream, &file, offset, len).await?;
+        response.body_bytes += sent;
+        if sent < len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shorter than announced",
+            ));
+        }
+        if framing == ResponseFraming::Chunked {
+            self.out.put_slice(b"\r\n");
+        }
+        Ok(())
+    }
+
+    fn end_response(&mut self, end: ResponseEnd, response: &mut ResponseState) -> ResponseEnd {
+        if end == ResponseEnd::Complete
+            && Self::sends_body(response) == Some(ResponseFraming::Chunked)
+        {
+            self.out.put_slice(LAST_CHUNK);
+        }
+        if end == ResponseEnd::Aborted {
+            response.keep_alive = false;
+        }
+        end
+    }
+}
+
+/// The standard reason phrase for the statuses the engine itself sends.
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}

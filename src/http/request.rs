@@ -1,0 +1,385 @@
+//! Parsing a request head and deciding how its body is framed.
+//!
+//! httparse reads the request line and header fields; the rules that decide where a body
+//! ends are ours and strict, because a server and a proxy that disagree on them are how
+//! requests get smuggled: Content-Length must be plain digits and single, Transfer-Encoding
+//! may only be `chunked` and never comes with Content-Length or on HTTP/1.0.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::gateway::Protocol;
+use crate::wsgi::head::{has_token, parse_content_length, trim_ows};
+
+/// The most header fields a request may have.
+pub const MAX_HEADERS: usize = 100;
+
+/// How the body of a request is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+}
+
+/// A request head parsed from the connection buffer.
+#[derive(Debug)]
+pub struct ParsedHead {
+    /// The method token.
+    pub method: Bytes,
+    /// The request target as sent.
+    pub target: Bytes,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub protocol: Protocol,
+    /// Header fields (name, value) as sent.
+    pub headers: Vec<(Bytes, Bytes)>,
+    /// Where the body ends.
+    pub framing: BodyFraming,
+    /// The client allows the connection to stay open after this request.
+    pub keep_alive: bool,
+    /// The client sent `Expect: 100-continue`.
+    pub expect_continue: bool,
+}
+
+/// A request refused before the app sees it: the status to answer with, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// 400, 417, 431, 501 or 505.
+    pub status: u16,
+    /// What was wrong, for the log.
+    pub detail: String,
+}
+
+impl Rejection {
+    fn new(status: u16, detail: impl Into<String>) -> Self {
+        Rejection {
+            status,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Parses a complete head from the front of `buf`, removing it. `Ok(None)`: more bytes needed.
+pub fn parse_head(buf: &mut BytesMut) -> Result<Option<ParsedHead>, Rejection> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut fields);
+    let consumed = match request.parse(buf) {
+        Ok(httparse::Status::Complete(consumed)) => consumed,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Rejection::new(
+                431,
+                format!("more than {MAX_HEADERS} header fields"),
+            ))
+        }
+        Err(httparse::Error::Version) => {
+            return Err(Rejection::new(505, "unsupported HTTP version"))
+        }
+        Err(error) => {
+            return Err(Rejection::new(
+                400,
+                format!("malformed request head: {error}"),
+            ))
+        }
+    };
+    let protocol = match request.version {
+        Some(0) => Protocol::Http10,
+        _ => Protocol::Http11,
+    };
+    // Record where each piece lies in the buffer, then take the head out as one Bytes
+    // that the pieces share.
+    let base = buf.as_ptr() as usize;
+    let span = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    let method = span(request.method.unwrap_or("").as_bytes());
+    let target = span(request.path.unwrap_or("").as_bytes());
+    let spans: Vec<_> = request
+        .headers
+        .iter()
+        .map(|h| (span(h.name.as_bytes()), span(h.value)))
+        .collect();
+    let head = buf.split_to(consumed).freeze();
+    let piece = |(start, len): (usize, usize)| head.slice(start..start + len);
+    let headers: Vec<(Bytes, Bytes)> = spans
+        .into_iter()
+        .map(|(name, value)| (piece(name), piece(value)))
+        .collect();
+    let method = piece(method);
+    let target = piece(target);
+    if target.is_empty() {
+        return Err(Rejection::new(400, "empty request target"));
+    }
+    if target.as_ref() == b"*" && method.as_ref() != b"OPTIONS" {
+        return Err(Rejection::new(
+            400,
+            "request target '*' is only valid with OPTIONS",
+        ));
+    }
+    let rules = HeadRules::read(&headers, protocol)?;
+    Ok(Some(ParsedHead {
+        method,
+        target,
+        protocol,
+        headers,
+        framing: rules.framing,
+        keep_alive: rules.keep_alive,
+        expect_continue: rules.expect_continue,
+    }))
+}
+
+/// What the header fields say about framing and the connection.
+struct HeadRules {
+    framing: BodyFraming,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+impl HeadRules {
+    fn read(headers: &[(Bytes, Bytes)], protocol: Protocol) -> Result<Self, Rejection> {
+        let mut content_length: Option<u64> = None;
+        let mut transfer_encoding: Vec<&[u8]> = Vec::new();
+        let mut hosts = 0;
+        let mut close = false;
+        let mut keep_alive_token = false;
+        let mut expect_continue = false;
+        for (name, value) in headers {
+            let name = name.as_ref();
+            if name.eq_ignore_ascii_case(b"content-length") {
+                let length = parse_content_length(value).ok_or_else(|| {
+                    Rejection::new(
+                        400,
+                        format!(
+                            "invalid Content-Length {:?}",
+                            String::from_utf8_lossy(value)
+                        ),
+                    )
+                })?;
+                if content_length.is_some() {
+                    return Err(Rejection::new(400, "more than one Content-Length"));
+                }
+                content_length = Some(length);
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                transfer_encoding.push(value);
+            } else if name.eq_ignore_ascii_case(b"host") {
+                hosts += 1;
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                close |= has_token(value, "close");
+                keep_alive_token |= has_token(value, "keep-alive");
+            } else if name.eq_ignore_ascii_case(b"expect") {
+                if trim_ows(value).eq_ignore_ascii_case(b"100-continue") {
+                    expect_continue = protocol == Protocol::Http11;
+                } else {
+                    return Err(Rejection::new(
+                        417,
+                        format!(
+                            "unsupported expectation {:?}",
+                            String::from_utf8_lossy(value)
+                        ),
+                    ));
+                }
+            }
+        }
+        if protocol == Protocol::Http11 && hosts != 1 {
+            return Err(Rejection::new(
+                400,
+                if hosts == 0 {
+                    "HTTP/1.1 request without Host"
+                } else {
+                    "more than one Host"
+                },
+            ));
+        }
+        let framing = if transfer_encoding.is_empty() {
+            match content_length {
+                None | Some(0) => BodyFraming::Empty,
+                Some(length) => BodyFraming::Length(length),
+            }
+        } else {
+            if protocol == Protocol::Http10 {
+                return Err(Rejection::new(
+                    400,
+                    "Transfer-Encoding in an HTTP/1.0 request",
+                ));
+            }
+            if content_length.is_some() {
+                return Err(Rejection::new(
+                    400,
+                    "both Content-Length and Transfer-Encoding",
+                ));
+            }
+            check_transfer_coding(&transfer_encoding)?;
+            BodyFraming::Chunked
+        };
+        let keep_alive = match protocol {
+            Protocol::Http11 => !close,
+            Protocol::Http10 => keep_alive_token && !close,
+        };
+        Ok(HeadRules {
+            framing,
+            keep_alive,
+            expect_continue: expect_continue && framing != BodyFraming::Empty,
+        })
+    }
+}
+
+/// The only transfer coding accepted is a single `chunked`.
+fn check_transfer_coding(values: &[&[u8]]) -> Result<(), Rejection> {
+    let codings: Vec<&[u8]> = values
+        .iter()
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(trim_ows)
+        .collect();
+    if let Some(unknown) = codings
+        .iter()
+        .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"chunked"))
+    {
+        let known = [
+            &b"gzip"[..],
+            b"deflate",
+            b"compress",
+            b"x-gzip",
+            b"identity",
+        ];
+        let status = if unknown.iter().all(|&b| crate::wsgi::head::is_token_byte(b))
+            && !known.iter().any(|k| unknown.eq_ignore_ascii_case(k))
+        {
+            501
+        } else {
+            400
+        };
+        return Err(Rejection::new(
+            status,
+            format!(
+                "unsupported Transfer-Encoding {:?}",
+                String::from_utf8_lossy(unknown)
+            ),
+        ));
+    }
+    if codings.len() != 1 {
+        return Err(Rejection::new(
+            400,
+            "Transfer-Encoding must be exactly 'chunked'",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &[u8]) -> Result<Option<ParsedHead>, Rejection> {
+        let mut buf = BytesMut::from(raw);
+        parse_head(&mut buf)
+    }
+
+    fn status_of(raw: &[u8]) -> u16 {
+        parse(raw).expect_err("should be rejected").status
+    }
+
+    #[test]
+    fn parses_a_simple_request_and_leaves_the_rest() {
+        let mut buf = BytesMut::from(&b"GET /a?b HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\nNEXT"[..]);
+        let head = parse_head(&mut buf).unwrap().unwrap();
+        assert_eq!(head.method.as_ref(), b"GET");
+        assert_eq!(head.target.as_ref(), b"/a?b");
+        assert_eq!(head.protocol, Protocol::Http11);
+        assert_eq!(head.headers.len(), 2);
+        assert_eq!(head.headers[1].1.as_ref(), b"1");
+        assert_eq!(head.framing, BodyFraming::Empty);
+        assert!(head.keep_alive);
+        assert_eq!(buf.as_ref(), b"NEXT");
+    }
+
+    #[test]
+    fn partial_heads_wait_for_more() {
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(
+            !parse(b"GET / HTTP/1.0\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            !parse(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn framing() {
+        let head = parse(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.framing, BodyFraming::Length(5));
+        let head = parse(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.framing, BodyFraming::Chunked);
+        let head = parse(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(head.expect_continue);
+    }
+
+    #[test]
+    fn smuggling_shapes_are_refused() {
+        assert_eq!(status_of(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+        assert_eq!(
+            status_of(
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"
+            ),
+            400
+        );
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 1\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: foo\r\n\r\n"),
+            501
+        );
+        assert_eq!(
+            status_of(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(
+            status_of(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            400
+        );
+        assert_eq!(status_of(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(status_of(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(
+            status_of(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n"),
+            417
+        );
+    }
+}

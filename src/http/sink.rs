@@ -1,0 +1,168 @@
+//! The two channels between a connection task and the Python thread running its request.
+//!
+//! [`HttpSink`] turns the bridge's response calls into [`ResponseEvent`]s for the
+//! connection task; [`HttpBodySource`] receives the request body the connection task
+//! reads. Both channels are bounded, so a slow client slows the app down instead of
+//! growing memory, and both wait with the GIL released.
+
+use std::fs::File;
+
+use bytes::Bytes;
+use pyo3::Python;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::gateway::{
+    BodyError, BodySource, Disconnected, ResponseEnd, ResponseHead, ResponseSink,
+};
+
+/// What the Python side tells the connection task about the response.
+pub enum ResponseEvent {
+    /// The head; body events follow.
+    Head(ResponseHead),
+    /// A piece of the body.
+    Chunk(Bytes),
+    /// Part of a file, to send with sendfile(2).
+    File {
+        /// A duplicate descriptor of the app's file.
+        file: File,
+        /// Where to start.
+        offset: u64,
+        /// How many bytes.
+        len: u64,
+    },
+    /// The whole response at once.
+    Complete {
+        /// The head.
+        head: ResponseHead,
+        /// The body pieces.
+        body: Vec<Bytes>,
+    },
+    /// The response is over.
+    End(ResponseEnd),
+}
+
+/// How many response events may wait for the connection task.
+pub const RESPONSE_QUEUE: usize = 16;
+
+/// The response sink of one HTTP request.
+pub struct HttpSink {
+    events: mpsc::Sender<ResponseEvent>,
+    wants_body: bool,
+}
+
+impl HttpSink {
+    /// A sink sending to `events`; `is_head` for HEAD requests.
+    pub fn new(events: mpsc::Sender<ResponseEvent>, is_head: bool) -> Self {
+        HttpSink {
+            events,
+            wants_body: !is_head,
+        }
+    }
+
+    fn send(&mut self, py: Python<'_>, event: ResponseEvent) -> Result<(), Disconnected> {
+        match self.events.try_send(event) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                let events = &self.events;
+                py.detach(|| events.blocking_send(event))
+                    .map_err(|_| Disconnected)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Disconnected),
+        }
+    }
+}
+
+impl ResponseSink for HttpSink {
+    fn send_head(&mut self, py: Python<'_>, head: ResponseHead) -> Result<(), Disconnected> {
+        self.send(py, ResponseEvent::Head(head))
+    }
+
+    fn send_chunk(&mut self, py: Python<'_>, chunk: Bytes) -> Result<(), Disconnected> {
+        self.send(py, ResponseEvent::Chunk(chunk))
+    }
+
+    fn send_file(
+        &mut self,
+        py: Python<'_>,
+        file: File,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), Disconnected> {
+        self.send(py, ResponseEvent::File { file, offset, len })
+    }
+
+    fn finish(&mut self, py: Python<'_>, end: ResponseEnd) {
+        // If the connection is gone there is nobody left to tell.
+        let _ = self.send(py, ResponseEvent::End(end));
+    }
+
+    fn send_complete(
+        &mut self,
+        py: Python<'_>,
+        head: ResponseHead,
+        body: Vec<Bytes>,
+    ) -> Result<(), Disconnected> {
+        let body = if self.wants_body { body } else { Vec::new() };
+        self.send(py, ResponseEvent::Complete { head, body })
+    }
+
+    fn wants_body(&self) -> bool {
+        self.wants_body
+    }
+}
+
+/// What the connection task sends on the body channel.
+#[derive(Debug)]
+pub enum BodyMessage {
+    /// Body bytes.
+    Data(Bytes),
+    /// The body ended normally.
+    End,
+    /// The body cannot be completed.
+    Failed(BodyError),
+}
+
+/// How many body pieces may wait for the app (each at most one socket read).
+pub const BODY_QUEUE: usize = 4;
+
+/// The request body as the Python side reads it.
+pub struct HttpBodySource {
+    messages: mpsc::Receiver<BodyMessage>,
+    /// Fired on the first read: the connection task then sends `100 Continue` if the client
+    /// asked for it, and starts reading the body.
+    demand: Option<oneshot::Sender<()>>,
+    ended: bool,
+}
+
+impl HttpBodySource {
+    /// A source reading `messages`, signalling `demand` on the first read.
+    pub fn new(messages: mpsc::Receiver<BodyMessage>, demand: oneshot::Sender<()>) -> Self {
+        HttpBodySource {
+            messages,
+            demand: Some(demand),
+            ended: false,
+        }
+    }
+}
+
+impl BodySource for HttpBodySource {
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+        if self.ended {
+            return Ok(None);
+        }
+        if let Some(demand) = self.demand.take() {
+            // The connection task may already be gone; the receive below reports that.
+            let _ = demand.send(());
+        }
+        match self.messages.blocking_recv() {
+            Some(BodyMessage::Data(data)) => Ok(Some(data)),
+            Some(BodyMessage::End) => {
+                self.ended = true;
+                Ok(None)
+            }
+            Some(BodyMessage::Failed(error)) => Err(error),
+            // The connection task ended without finishing the body.
+            None => Err(BodyError::Disconnected),
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Writing response bytes: a queue that coalesces small pieces and sends large ones
+//! without copying, and sendfile(2) for files.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::http::conn::Socket;
+
+/// Pieces below this size are copied into the staging buffer: one write beats many.
+const COPY_BELOW: usize = 4 * 1024;
+/// Most pieces handed to one writev(2).
+const MAX_IOV: usize = 64;
+
+/// Bytes waiting to be written, in order.
+pub struct OutQueue {
+    staging: BytesMut,
+    queue: VecDeque<Bytes>,
+}
+
+impl Default for OutQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OutQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        OutQueue {
+            staging: BytesMut::with_capacity(4096),
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// The buffer small writes go to (after everything already queued).
+    pub fn staging(&mut self) -> &mut BytesMut {
+        &mut self.staging
+    }
+
+    /// Queues a copy of `bytes`.
+    pub fn put_slice(&mut self, bytes: &[u8]) {
+        self.staging.extend_from_slice(bytes);
+    }
+
+    /// Queues `bytes`, copying small pieces and sharing large ones.
+    pub fn push(&mut self, bytes: Bytes) {
+        if bytes.len() < COPY_BELOW {
+            self.staging.extend_from_slice(&bytes);
+        } else {
+            self.seal();
+            self.queue.push_back(bytes);
+        }
+    }
+
+    fn seal(&mut self) {
+        if !self.staging.is_empty() {
+            let sealed = self.staging.split().freeze();
+            self.queue.push_back(sealed);
+        }
+    }
+
+    /// Writes everything queued.
+    pub async fn flush<W: AsyncWrite + Unpin>(&mut self, stream: &mut W) -> io::Result<()> {
+        self.seal();
+        while !self.queue.is_empty() {
+            if self.queue.len() == 1 {
+                let only = self.queue.pop_front().unwrap_or_default();
+                stream.write_all(&only).await?;
+                break;
+            }
+            let slices: Vec<IoSlice<'_>> = self
+                .queue
+                .iter()
+                .take(MAX_IOV)
+                .map(|b| IoSlice::new(b))
+                .collect();
+            let mut written = stream.write_vectored(&slices).await?;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            while written > 0 {
+                let Some(front) = self.queue.front_mut() else {
+                    break;
+                };
+                if written >= front.len() {
+                    written -= front.len();
+                    self.queue.pop_front();
+                } else {
+                    front.advance(written);
+                    written = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends `len` bytes of `file` from `offset` with sendfile(2). Returns the bytes sent,
+/// fewer than `len` only if the file ended early.
+pub async fn sendfile_all<S: Socket>(
+    socket: &S,
+    file: &File,
+    offset: u64,
+    len: u64,
+) -> io::Result<u64> {
+    let mut position =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut sent = 0u64;
+    let out_fd = socket.as_raw_fd();
+    let in_fd = file.as_raw_fd();
+    while sent < len {
+        socket.writable().await?;
+        let step = (len - sent).min(1 << 30) as usize;
+        let result = socket.try_write_io(|| {
+            // SAFETY: both descriptors are open for the duration of the call (`socket` and
+            // `file` are borrowed), and `position` is a valid, exclusively borrowed off_t.
+            let n = unsafe { libc::sendfile(out_fd, in_fd, &mut position, step) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as u64)
+            }
+        });
+        match result {
+            Ok(0) => return Ok(sent),
+            Ok(n) => sent += n,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(sent)
+}

@@ -1,0 +1,334 @@
+//! Calling the application: the PEP 3333 protocol from environ to `close()`.
+//!
+//! [`Bridge::handle`] runs one [`Exchange`] on the current Python thread: it builds the
+//! environ, calls the app, walks the returned iterable into the response sink (with fast
+//! paths for a list of bytes and for `wsgi.file_wrapper` over a real file), and always
+//! calls the iterable's `close()`. Whatever the app does wrong is turned into one error log
+//! line naming the fault and either a 500 (nothing sent yet) or a cut connection; the
+//! thread then goes on to the next request.
+
+use std::fs::File;
+use std::os::fd::BorrowedFd;
+
+use bytes::Bytes;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use crate::gateway::{Exchange, RequestBody, RequestHead};
+use crate::wsgi::environ::{EnvironTemplate, TemplateOptions};
+use crate::wsgi::errors::ErrorStream;
+use crate::wsgi::file_wrapper::FileWrapper;
+use crate::wsgi::input::{ClientDisconnected, Input};
+use crate::wsgi::responder::{Responder, SendError};
+
+/// What the bridge needs to know about the server it runs in.
+pub struct BridgeOptions {
+    /// More than one Python thread runs the app.
+    pub multithread: bool,
+    /// More than one process runs the app.
+    pub multiprocess: bool,
+}
+
+/// Runs requests through one WSGI application.
+pub struct Bridge {
+    app: Py<PyAny>,
+    environ: EnvironTemplate,
+}
+
+/// Why a request could not be answered as the app intended.
+enum Fault {
+    /// The app (or something it called) raised.
+    Exception(PyErr),
+    /// The app broke a rule of PEP 3333; the text names it.
+    Rule(String),
+    /// The client went away.
+    Disconnected,
+}
+
+impl From<SendError> for Fault {
+    fn from(error: SendError) -> Self {
+        match error {
+            SendError::Disconnected => Fault::Disconnected,
+            SendError::Fault(message) => Fault::Rule(message),
+        }
+    }
+}
+
+impl Bridge {
+    /// A bridge for `app`.
+    pub fn new(py: Python<'_>, app: Py<PyAny>, options: BridgeOptions) -> PyResult<Self> {
+        let errors = Bound::new(py, ErrorStream::new())?.into_any();
+        let file_wrapper = py.get_type::<FileWrapper>().into_any();
+        let environ = EnvironTemplate::new(
+            py,
+            TemplateOptions {
+                multithread: options.multithread,
+                multiprocess: options.multiprocess,
+                errors,
+                file_wrapper,
+            },
+        )?;
+        Ok(Bridge { app, environ })
+    }
+
+    /// Runs one request to its end. Never fails: every problem is logged and answered.
+    pub fn handle(&self, py: Python<'_>, exchange: Exchange) {
+        let Exchange { head, body, sink } = exchange;
+        let input = match body {
+            RequestBody::Empty => Input::new(Bytes::new(), None),
+            RequestBody::Complete(bytes) => Input::new(bytes, None),
+            RequestBody::Stream { received, source } => Input::new(received, Some(source)),
+        };
+        let responder = match (Bound::new(py, input), Bound::new(py, Responder::new(sink))) {
+            (Ok(input), Ok(responder)) => (input, responder),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!("could not set up request {}: {error}", label(&head));
+                return;
+            }
+        };
+        let (input, responder) = responder;
+        let fault = self.call(py, &head, input.as_any(), &responder).err();
+        if let Some(fault) = fault {
+            report(py, &head, &fault);
+            match fault {
+                Fault::Disconnected => responder.borrow_mut().abandon(py),
+                _ => responder.borrow_mut().fail(py),
+            }
+        }
+        if responder.borrow().was_truncated() {
+            tracing::warn!(
+                "Response to {} was longer than its Content-Length; the extra bytes were not sent",
+                label(&head)
+            );
+        }
+    }
+
+    fn call(
+        &self,
+        py: Python<'_>,
+        head: &RequestHead,
+        input: &Bound<'_, PyAny>,
+        responder: &Bound<'_, Responder>,
+    ) -> Result<(), Fault> {
+        let environ = self
+            .environ
+            .build(py, head, input)
+            .map_err(Fault::Exception)?;
+        let start_response = responder
+            .getattr(pyo3::intern!(py, "start_response"))
+            .map_err(Fault::Exception)?;
+        let result = self
+            .app
+            .bind(py)
+            .call1((environ, start_response))
+            .map_err(Fault::Exception)?;
+        let sent = send_result(py, responder, &result);
+        // PEP 3333: close() is called whatever happened, once the response is done.
+        let closed = close_result(&result);
+        match (sent, closed) {
+            (Err(fault), closed) => {
+                if let Err(close_fault) = closed {
+                    report(py, head, &close_fault);
+                }
+                Err(fault)
+            }
+            (Ok(()), Err(close_fault)) => {
+                // The response already went out complete; the fault is only logged.
+                report(py, head, &close_fault);
+                Ok(())
+            }
+            (Ok(()), Ok(())) => Ok(()),
+        }
+    }
+}
+
+/// Walks the app's return value into the responder.
+fn send_result(
+    py: Python<'_>,
+    responder: &Bound<'_, Responder>,
+    result: &Bound<'_, PyAny>,
+) -> Result<(), Fault> {
+    if result.is_none() {
+        return Err(Fault::Rule(
+            "the application returned None instead of an iterable of bytes".into(),
+        ));
+    }
+    if let Ok(list) = result.cast_exact::<PyList>() {
+        let chunks = collect_bytes(list.iter())?;
+        return responder
+            .borrow_mut()
+            .send_all(py, chunks)
+            .map_err(Fault::from);
+    }
+    if let Ok(tuple) = result.cast_exact::<PyTuple>() {
+        let chunks = collect_bytes(tuple.iter())?;
+        return responder
+            .borrow_mut()
+            .send_all(py, chunks)
+            .map_err(Fault::from);
+    }
+    if let Ok(wrapper) = result.cast_exact::<FileWrapper>() {
+        if let Some((file, offset, len)) = sendfile_plan(py, &wrapper.borrow()) {
+            let mut responder = responder.borrow_mut();
+            if !responder.has_status() {
+                return Err(Fault::Rule(
+                    "the application returned without calling start_response()".into(),
+                ));
+            }
+            responder.send_file(py, file, offset, len)?;
+            return responder.finish(py).map_err(Fault::from);
+        }
+    }
+    if result.len().ok() == Some(1) {
+        responder.borrow_mut().set_single_chunk();
+    } else {
+        // len() is optional for an iterable; a failed call is not an error.
+        let _ = PyErr::take(py);
+    }
+    for item in result.try_iter().map_err(Fault::Exception)? {
+        let item = item.map_err(Fault::Exception)?;
+        let bytes = item.cast::<PyBytes>().map_err(|_| {
+            Fault::Rule(format!(
+                "the response body yielded a {}, not bytes",
+                type_name(&item)
+            ))
+        })?;
+        let mut responder = responder.borrow_mut();
+        responder.send_body(py, bytes)?;
+        if responder.headers_sent() && !responder.wants_body() {
+            // HEAD: the head is out and no body will be sent; stop running the app's body.
+            break;
+        }
+    }
+    responder.borrow_mut().finish(py).map_err(Fault::from)
+}
+
+/// The items of a list or tuple body as buffers, checking each is bytes.
+fn collect_bytes<'py>(items: impl Iterator<Item = Bound<'py, PyAny>>) -> Result<Vec<Bytes>, Fault> {
+    items
+        .enumerate()
+        .map(|(index, item)| {
+            let bytes = item.cast::<PyBytes>().map_err(|_| {
+                Fault::Rule(format!(
+                    "item {index} of the response body is a {}, not bytes",
+                    type_name(&item)
+                ))
+            })?;
+            let data = bytes.as_bytes();
+            Ok(if data.len() < 16 * 1024 {
+                Bytes::copy_from_slice(data)
+            } else {
+                Bytes::from_owner(PyBackedBytes::from(bytes.clone()))
+            })
+        })
+        .collect()
+}
+
+/// When a file wrapper wraps a real file: a duplicate of its descriptor, the current
+/// position and the length left, for sendfile. `None` means "iterate it instead".
+fn sendfile_plan(py: Python<'_>, wrapper: &FileWrapper) -> Option<(File, u64, u64)> {
+    let filelike = wrapper.filelike.bind(py);
+    let plan = (|| -> PyResult<Option<(File, u64, u64)>> {
+        let Some(fileno) = filelike.getattr_opt(pyo3::intern!(py, "fileno"))? else {
+            return Ok(None);
+        };
+        let fd: i32 = fileno.call0()?.extract()?;
+        if fd < 0 {
+            return Ok(None);
+        }
+        // tell() is the logical position, which accounts for Python's read buffer.
+        let offset: u64 = filelike
+            .call_method0(pyo3::intern!(py, "tell"))?
+            .extract()?;
+        // SAFETY: `fd` was just returned by the file object's fileno(); the object (kept
+        // alive by `wrapper`) holds it open for the whole of this borrow, which ends when
+        // the descriptor has been duplicated below.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let Ok(owned) = borrowed.try_clone_to_owned() else {
+            return Ok(None);
+        };
+        let file = File::from(owned);
+        match file.metadata() {
+            Ok(meta) if meta.is_file() => {
+                let len = meta.len().saturating_sub(offset);
+                Ok(Some((file, offset, len)))
+            }
+            _ => Ok(None),
+        }
+    })();
+    // Any failure (no fileno on BytesIO, tell() on a pipe...) means: iterate in blocks.
+    plan.unwrap_or(None)
+}
+
+/// Calls the iterable's `close()` if it has one.
+fn close_result(result: &Bound<'_, PyAny>) -> Result<(), Fault> {
+    let py = result.py();
+    match result.getattr_opt(pyo3::intern!(py, "close")) {
+        Ok(Some(close)) => close.call0().map(drop).map_err(|error| {
+            Fault::Rule(format!(
+                "the response iterable's close() raised {}",
+                describe_exception(py, &error)
+            ))
+        }),
+        Ok(None) => Ok(()),
+        Err(error) => Err(Fault::Exception(error)),
+    }
+}
+
+fn label(head: &RequestHead) -> String {
+    format!(
+        "{} {}",
+        String::from_utf8_lossy(&head.method),
+        String::from_utf8_lossy(&head.target)
+    )
+}
+
+fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map_or_else(|_| "?".to_string(), |n| n.to_string())
+}
+
+/// Logs a fault as one error line (followed by the traceback for exceptions).
+fn report(py: Python<'_>, head: &RequestHead, fault: &Fault) {
+    match fault {
+        Fault::Disconnected => {
+            tracing::debug!("Client disconnected during {}", label(head));
+        }
+        Fault::Exception(error) if error.is_instance_of::<ClientDisconnected>(py) => {
+            tracing::info!("Client disconnected during {}: {}", label(head), error);
+        }
+        Fault::Exception(error) => {
+            tracing::error!(
+                "Error handling request {}: {}",
+                label(head),
+                describe_exception(py, error)
+            );
+        }
+        Fault::Rule(message) => {
+            tracing::error!("Error handling request {}: {}", label(head), message);
+        }
+    }
+}
+
+/// `ExcType: message` followed by the formatted traceback.
+fn describe_exception(py: Python<'_>, error: &PyErr) -> String {
+    let summary = error.to_string();
+    let traceback = (|| -> PyResult<String> {
+        let module = py.import(pyo3::intern!(py, "traceback"))?;
+        let lines = module.call_method1(
+            pyo3::intern!(py, "format_exception"),
+            (error.get_type(py), error.value(py), error.traceback(py)),
+        )?;
+        let text: String = pyo3::types::PyString::new(py, "")
+            .call_method1(pyo3::intern!(py, "join"), (lines,))?
+            .extract()?;
+        Ok(text)
+    })();
+    match traceback {
+        Ok(text) => format!("{summary}\n{}", text.trim_end()),
+        Err(_) => summary,
+    }
+}

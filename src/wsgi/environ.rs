@@ -1,0 +1,297 @@
+//! Building the WSGI `environ` dict for a request.
+//!
+//! The keys that never change for a server (`wsgi.version`, `wsgi.errors`, `SCRIPT_NAME`
+//! ...) live in a template dict that is copied per request: CPython copies a dict that never
+//! lost a key with one memcpy of its table. Per-request keys are then set from the request
+//! head. Nothing comes from the process environment, so a variable named `HTTP_HOST` in the
+//! server's environment can never pose as a client header.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+
+use crate::gateway::{Peer, RequestHead};
+
+/// The constant part of every environ of one server.
+pub struct EnvironTemplate {
+    template: Py<PyDict>,
+}
+
+/// What the template needs to know about the server.
+pub struct TemplateOptions<'py> {
+    /// `wsgi.multithread`: more than one Python thread runs the app.
+    pub multithread: bool,
+    /// `wsgi.multiprocess`: more than one process runs the app.
+    pub multiprocess: bool,
+    /// The shared `wsgi.errors` stream.
+    pub errors: Bound<'py, PyAny>,
+    /// The `wsgi.file_wrapper` callable.
+    pub file_wrapper: Bound<'py, PyAny>,
+}
+
+impl EnvironTemplate {
+    /// Builds the template dict.
+    pub fn new(py: Python<'_>, options: TemplateOptions<'_>) -> PyResult<Self> {
+        let dict = PyDict::new(py);
+        dict.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
+        dict.set_item("wsgi.url_scheme", "http")?;
+        dict.set_item("wsgi.errors", options.errors)?;
+        dict.set_item("wsgi.multithread", options.multithread)?;
+        dict.set_item("wsgi.multiprocess", options.multiprocess)?;
+        dict.set_item("wsgi.run_once", false)?;
+        dict.set_item("wsgi.file_wrapper", options.file_wrapper)?;
+        // Our wsgi.input returns b"" at the end of the body, so apps may read to EOF.
+        dict.set_item("wsgi.input_terminated", true)?;
+        dict.set_item("SCRIPT_NAME", "")?;
+        dict.set_item(
+            "SERVER_SOFTWARE",
+            concat!("tidegate/", env!("CARGO_PKG_VERSION")),
+        )?;
+        Ok(EnvironTemplate {
+            template: dict.unbind(),
+        })
+    }
+
+    /// A fresh environ for `head`, with `input` as `wsgi.input`.
+    pub fn build<'py>(
+        &self,
+        py: Python<'py>,
+        head: &RequestHead,
+        input: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let environ = self.template.bind(py).copy()?;
+        environ.set_item(
+            pyo3::intern!(py, "REQUEST_METHOD"),
+            method_str(py, &head.method),
+        )?;
+        let (path, query) = split_target(&head.target);
+        environ.set_item(
+            pyo3::intern!(py, "PATH_INFO"),
+            latin1_str(py, &percent_decode(path)),
+        )?;
+        environ.set_item(pyo3::intern!(py, "QUERY_STRING"), latin1_str(py, query))?;
+        environ.set_item(pyo3::intern!(py, "RAW_URI"), latin1_str(py, &head.target))?;
+        environ.set_item(
+            pyo3::intern!(py, "SERVER_PROTOCOL"),
+            PyString::intern(py, head.protocol.as_str()),
+        )?;
+        environ.set_item(pyo3::intern!(py, "SERVER_NAME"), &head.listener.server_name)?;
+        environ.set_item(pyo3::intern!(py, "SERVER_PORT"), &head.listener.server_port)?;
+        match &head.peer {
+            Peer::Tcp(addr) => {
+                let ip = match addr.ip() {
+                    IpAddr::V6(v6) => v6.to_canonical(),
+                    v4 => v4,
+                };
+                environ.set_item(pyo3::intern!(py, "REMOTE_ADDR"), ip.to_string())?;
+                environ.set_item(pyo3::intern!(py, "REMOTE_PORT"), addr.port().to_string())?;
+            }
+            Peer::Unix => {
+                environ.set_item(pyo3::intern!(py, "REMOTE_ADDR"), "")?;
+            }
+        }
+        for (key, value) in merged_headers(&head.headers) {
+            environ.set_item(PyString::new(py, &key), latin1_str(py, &value))?;
+        }
+        environ.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
+        Ok(environ)
+    }
+}
+
+/// The method as a str, shared for the common ones.
+fn method_str<'py>(py: Python<'py>, method: &[u8]) -> Bound<'py, PyString> {
+    match method {
+        b"GET" => pyo3::intern!(py, "GET").clone(),
+        b"POST" => pyo3::intern!(py, "POST").clone(),
+        b"HEAD" => pyo3::intern!(py, "HEAD").clone(),
+        b"PUT" => pyo3::intern!(py, "PUT").clone(),
+        b"DELETE" => pyo3::intern!(py, "DELETE").clone(),
+        b"PATCH" => pyo3::intern!(py, "PATCH").clone(),
+        b"OPTIONS" => pyo3::intern!(py, "OPTIONS").clone(),
+        other => latin1_str(py, other),
+    }
+}
+
+/// Decodes bytes as latin-1 into a str: every byte becomes the code point of its value,
+/// which is how PEP 3333 carries bytes in native strings.
+pub fn latin1_str<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if text.is_ascii() => PyString::new(py, text),
+        _ => {
+            let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+            PyString::new(py, &text)
+        }
+    }
+}
+
+/// Splits a request target into the path and the query string (without `?`).
+///
+/// An absolute-form target (`http://host/path?q`) gives its path; `*` and an
+/// authority-form target (for CONNECT) have no path.
+pub fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
+    let (path_part, query) = match target.iter().position(|&b| b == b'?') {
+        Some(q) => (&target[..q], &target[q + 1..]),
+        None => (target, &b""[..]),
+    };
+    if path_part.first() == Some(&b'/') {
+        return (path_part, query);
+    }
+    // absolute-form: scheme "://" authority path
+    if let Some(scheme_end) = find(path_part, b"://") {
+        let rest = &path_part[scheme_end + 3..];
+        return match rest.iter().position(|&b| b == b'/') {
+            Some(slash) => (&rest[slash..], query),
+            None => (&b"/"[..], query),
+        };
+    }
+    (&b""[..], query)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is.
+pub fn percent_decode(input: &[u8]) -> Cow<'_, [u8]> {
+    if !input.contains(&b'%') {
+        return Cow::Borrowed(input);
+    }
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' && i + 2 < input.len() {
+            if let (Some(hi), Some(lo)) = (hex_value(input[i + 1]), hex_value(input[i + 2])) {
+                out.push(hi * 16 + lo);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The environ key of a request header, or `None` for a name with `_` (dropped, so that
+/// `X_Forwarded_For` cannot pose as `X-Forwarded-For`).
+pub fn environ_key(name: &[u8]) -> Option<Cow<'static, str>> {
+    if name.contains(&b'_') {
+        return None;
+    }
+    const COMMON: [(&str, &str); 12] = [
+        ("host", "HTTP_HOST"),
+        ("user-agent", "HTTP_USER_AGENT"),
+        ("accept", "HTTP_ACCEPT"),
+        ("accept-encoding", "HTTP_ACCEPT_ENCODING"),
+        ("accept-language", "HTTP_ACCEPT_LANGUAGE"),
+        ("connection", "HTTP_CONNECTION"),
+        ("cookie", "HTTP_COOKIE"),
+        ("content-type", "CONTENT_TYPE"),
+        ("content-length", "CONTENT_LENGTH"),
+        ("referer", "HTTP_REFERER"),
+        ("cache-control", "HTTP_CACHE_CONTROL"),
+        ("authorization", "HTTP_AUTHORIZATION"),
+    ];
+    for (header, key) in COMMON {
+        if header.as_bytes().eq_ignore_ascii_case(name) {
+            return Some(Cow::Borrowed(key));
+        }
+    }
+    let mut key = String::with_capacity(5 + name.len());
+    key.push_str("HTTP_");
+    key.extend(name.iter().map(|&b| match b {
+        b'-' => '_',
+        other => char::from(other.to_ascii_uppercase()),
+    }));
+    Some(Cow::Owned(key))
+}
+
+/// Header fields as environ keys and values, repeated fields joined: cookies with `; `
+/// (RFC 6265), everything else with `,`.
+pub fn merged_headers(
+    headers: &[(bytes::Bytes, bytes::Bytes)],
+) -> Vec<(Cow<'static, str>, Cow<'_, [u8]>)> {
+    let mut merged: Vec<(Cow<'static, str>, Cow<'_, [u8]>)> = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        let Some(key) = environ_key(name) else {
+            continue;
+        };
+        if let Some((existing_key, existing)) = merged.iter_mut().find(|(k, _)| *k == key) {
+            let separator: &[u8] = if existing_key == "HTTP_COOKIE" {
+                b"; "
+            } else {
+                b","
+            };
+            let joined = existing.to_mut();
+            joined.extend_from_slice(separator);
+            joined.extend_from_slice(value);
+        } else {
+            merged.push((key, Cow::Borrowed(value.as_ref())));
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn targets_split_into_path_and_query() {
+        assert_eq!(split_target(b"/a/b?x=1&y"), (&b"/a/b"[..], &b"x=1&y"[..]));
+        assert_eq!(split_target(b"/"), (&b"/"[..], &b""[..]));
+        assert_eq!(split_target(b"/p?"), (&b"/p"[..], &b""[..]));
+        assert_eq!(split_target(b"http://h:80/x?q"), (&b"/x"[..], &b"q"[..]));
+        assert_eq!(split_target(b"http://h"), (&b"/"[..], &b""[..]));
+        assert_eq!(split_target(b"*"), (&b""[..], &b""[..]));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(&*percent_decode(b"/a%20b"), b"/a b");
+        assert_eq!(&*percent_decode(b"/a%2Fb%2f"), b"/a/b/");
+        assert_eq!(&*percent_decode(b"/caf%C3%A9%e9"), b"/caf\xc3\xa9\xe9");
+        assert_eq!(&*percent_decode(b"/100%"), b"/100%");
+        assert_eq!(&*percent_decode(b"/%zz%4"), b"/%zz%4");
+        assert_eq!(&*percent_decode(b"%41"), b"A");
+    }
+
+    #[test]
+    fn header_keys() {
+        assert_eq!(environ_key(b"Host").unwrap(), "HTTP_HOST");
+        assert_eq!(
+            environ_key(b"X-Forwarded-For").unwrap(),
+            "HTTP_X_FORWARDED_FOR"
+        );
+        assert_eq!(environ_key(b"content-TYPE").unwrap(), "CONTENT_TYPE");
+        assert_eq!(environ_key(b"X_Forwarded_For"), None);
+    }
+
+    #[test]
+    fn repeated_headers_are_joined() {
+        let headers = vec![
+            (Bytes::from_static(b"Accept"), Bytes::from_static(b"a")),
+            (Bytes::from_static(b"Cookie"), Bytes::from_static(b"x=1")),
+            (Bytes::from_static(b"accept"), Bytes::from_static(b"b")),
+            (Bytes::from_static(b"cookie"), Bytes::from_static(b"y=2")),
+            (Bytes::from_static(b"X_Evil"), Bytes::from_static(b"no")),
+        ];
+        let merged = merged_headers(&headers);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].0, "HTTP_ACCEPT");
+        assert_eq!(&*merged[0].1, b"a,b");
+        assert_eq!(&*merged[1].1, b"x=1; y=2");
+    }
+}

@@ -1,0 +1,447 @@
+//! `start_response` and `write()`: the response side of one WSGI call.
+//!
+//! A [`Responder`] is made per request. The app gets its bound `start_response` method;
+//! `start_response` validates and stores the status and headers, and returns the bound
+//! `write` method. Nothing goes to the client until the first non-empty piece of body (or
+//! the end of an empty body), so an app may call `start_response` lazily inside a
+//! generator, or again with `exc_info` to replace a response not yet sent (PEP 3333).
+
+use bytes::Bytes;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+use crate::gateway::{Disconnected, ResponseEnd, ResponseHead, ResponseSink};
+use crate::wsgi::head;
+use crate::wsgi::input::ClientDisconnected;
+
+/// Bodies below this size are copied into the I/O side's buffers; larger ones are shared
+/// with Python without a copy (the bytes object is kept alive until written).
+const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
+
+/// The response state of one request.
+#[pyclass(module = "tidegate._tidegate")]
+pub struct Responder {
+    sink: Box<dyn ResponseSink>,
+    /// Set by start_response, sent with the first body bytes.
+    pending: Option<ResponseHead>,
+    headers_sent: bool,
+    /// Body bytes the declared Content-Length still allows.
+    remaining: Option<u64>,
+    /// PEP 3333: an iterable of len() 1 lets the server take Content-Length from its one item.
+    single_chunk: bool,
+    truncated: bool,
+    finished: bool,
+    /// Body bytes handed to the sink.
+    pub body_bytes: u64,
+}
+
+/// What went wrong while sending body bytes.
+pub enum SendError {
+    /// The client is gone.
+    Disconnected,
+    /// The app broke a rule; the message names it.
+    Fault(String),
+}
+
+impl Responder {
+    /// A responder sending to `sink`.
+    pub fn new(sink: Box<dyn ResponseSink>) -> Self {
+        Responder {
+            sink,
+            pending: None,
+            headers_sent: false,
+            remaining: None,
+            single_chunk: false,
+            truncated: false,
+            finished: false,
+            body_bytes: 0,
+        }
+    }
+
+    /// Whether the head has gone to the client.
+    pub fn headers_sent(&self) -> bool {
+        self.headers_sent
+    }
+
+    /// Whether start_response has been called (and its head not yet replaced by a send).
+    pub fn has_status(&self) -> bool {
+        self.pending.is_some() || self.headers_sent
+    }
+
+    /// Whether body bytes will reach the client (false for HEAD).
+    pub fn wants_body(&self) -> bool {
+        self.sink.wants_body()
+    }
+
+    /// The iterable has exactly one item: its length is the Content-Length.
+    pub fn set_single_chunk(&mut self) {
+        self.single_chunk = true;
+    }
+
+    /// Whether the app's body went past its Content-Length (and was cut).
+    pub fn was_truncated(&self) -> bool {
+        self.truncated
+    }
+
+    fn send_head(&mut self, py: Python<'_>, first_chunk: Option<usize>) -> Result<(), SendError> {
+        let Some(mut head) = self.pending.take() else {
+            return Err(SendError::Fault(
+                "the application sent body bytes before calling start_response()".into(),
+            ));
+        };
+        if head.content_length.is_none() && self.single_chunk {
+            head.content_length = first_chunk.map(|n| n as u64);
+        }
+        self.remaining = head.content_length;
+        self.headers_sent = true;
+        self.sink.send_head(py, head).map_err(disconnected)
+    }
+
+    /// Sends one piece of the body: sends the head first if needed, cuts what goes past
+    /// the declared Content-Length.
+    pub fn send_body(
+        &mut self,
+        py: Python<'_>,
+        data: &Bound<'_, PyBytes>,
+    ) -> Result<(), SendError> {
+        if self.finished {
+            return Err(SendError::Fault(
+                "write() called after the response ended".into(),
+            ));
+        }
+        let bytes = data.as_bytes();
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if !self.headers_sent {
+            self.send_head(py, Some(bytes.len()))?;
+        }
+        let mut len = bytes.len();
+        if let Some(remaining) = self.remaining {
+            if (len as u64) > remaining {
+                len = remaining as usize;
+                self.truncated = true;
+            }
+            self.remaining = Some(remaining - len as u64);
+        }
+        if len == 0 || !self.sink.wants_body() {
+            return Ok(());
+        }
+        let chunk = if len < ZERO_COPY_THRESHOLD {
+            Bytes::copy_from_slice(&bytes[..len])
+        } else {
+            Bytes::from_owner(PyBackedBytes::from(data.clone())).slice(..len)
+        };
+        self.body_bytes += len as u64;
+        self.sink.send_chunk(py, chunk).map_err(disconnected)
+    }
+
+    /// Sends a whole body known up front (a list or tuple of bytes) with its computed
+    /// Content-Length, unless the app declared one.
+    pub fn send_all(&mut self, py: Python<'_>, chunks: Vec<Bytes>) -> Result<(), SendError> {
+        if self.headers_sent {
+            for chunk in chunks {
+                self.send_body(py, &PyBytes::new(py, &chunk))?;
+            }
+            return Ok(());
+        }
+        let Some(mut head) = self.pending.take() else {
+            return Err(SendError::Fault(
+                "the application returned without calling start_response()".into(),
+            ));
+        };
+        let total: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        let declared = *head.content_length.get_or_insert(total);
+        let mut end = ResponseEnd::Complete;
+        let mut body = chunks;
+        if total > declared {
+            self.truncated = true;
+            body = cut(body, declared);
+        } else if total < declared {
+            end = ResponseEnd::Aborted;
+        }
+        self.headers_sent = true;
+        self.finished = true;
+        self.body_bytes = total.min(declared);
+        if end == ResponseEnd::Complete {
+            return self
+                .sink
+                .send_complete(py, head, body)
+                .map_err(disconnected);
+        }
+        self.sink.send_head(py, head).map_err(disconnected)?;
+        if self.sink.wants_body() {
+            for chunk in body {
+                self.sink.send_chunk(py, chunk).map_err(disconnected)?;
+            }
+        }
+        self.sink.finish(py, end);
+        Err(SendError::Fault(format!(
+            "response body shorter than its Content-Length ({total} of {declared} bytes)"
+        )))
+    }
+
+    /// Sends `len` bytes of a file from `offset`, after the head.
+    pub fn send_file(
+        &mut self,
+        py: Python<'_>,
+        file: std::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), SendError> {
+        if !self.headers_sent {
+            if let Some(head) = self.pending.as_mut() {
+                head.content_length.get_or_insert(len);
+            }
+            self.send_head(py, None)?;
+        }
+        let len = match self.remaining {
+            Some(remaining) => {
+                self.truncated |= len > remaining;
+                len.min(remaining)
+            }
+            None => len,
+        };
+        self.remaining = self.remaining.map(|r| r - len);
+        if len == 0 || !self.sink.wants_body() {
+            return Ok(());
+        }
+        self.body_bytes += len;
+        self.sink
+            .send_file(py, file, offset, len)
+            .map_err(disconnected)
+    }
+
+    /// Ends a response whose body was iterated to its end. Returns a fault when the body
+    /// was shorter than the Content-Length it declared (the connection is then closed).
+    pub fn finish(&mut self, py: Python<'_>) -> Result<(), SendError> {
+        if self.finished {
+            return Ok(());
+        }
+        if !self.headers_sent {
+            let Some(head) = self.pending.as_mut() else {
+                return Err(SendError::Fault(
+                    "the application returned without calling start_response()".into(),
+                ));
+            };
+            // The whole body was empty: its length is known.
+            head.content_length.get_or_insert(0);
+            self.send_head(py, None)?;
+        }
+        self.finished = true;
+        match self.remaining {
+            Some(missing) if missing > 0 && self.sink.wants_body() => {
+                self.sink.finish(py, ResponseEnd::Aborted);
+                Err(SendError::Fault(format!(
+                    "response body shorter than its Content-Length ({missing} bytes missing); connection closed"
+                )))
+            }
+            _ => {
+                self.sink.finish(py, ResponseEnd::Complete);
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the response after a failure: a 500 if nothing was sent yet, otherwise the
+    /// connection is cut so the client sees a truncated response, never a wrong one.
+    pub fn fail(&mut self, py: Python<'_>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        if self.headers_sent {
+            self.sink.finish(py, ResponseEnd::Aborted);
+            return;
+        }
+        let body = Bytes::from_static(b"Internal Server Error");
+        let head = ResponseHead {
+            status: 500,
+            status_line: Bytes::from_static(b"500 Internal Server Error"),
+            headers: vec![(
+                Bytes::from_static(b"Content-Type"),
+                Bytes::from_static(b"text/plain; charset=utf-8"),
+            )],
+            content_length: Some(body.len() as u64),
+            close_connection: false,
+        };
+        self.headers_sent = true;
+        // A client that is gone cannot be told; nothing else to do.
+        let _ = self.sink.send_complete(py, head, vec![body]);
+    }
+
+    /// Marks the response as ended without telling the client anything more (the client
+    /// is gone).
+    pub fn abandon(&mut self, py: Python<'_>) {
+        if !self.finished {
+            self.finished = true;
+            self.sink.finish(py, ResponseEnd::Aborted);
+        }
+    }
+}
+
+fn disconnected(_: Disconnected) -> SendError {
+    SendError::Disconnected
+}
+
+fn cut(chunks: Vec<Bytes>, mut limit: u64) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(chunks.len());
+    for mut chunk in chunks {
+        if limit == 0 {
+            break;
+        }
+        if chunk.len() as u64 > limit {
+            chunk.truncate(limit as usize);
+        }
+        limit -= chunk.len() as u64;
+        out.push(chunk);
+    }
+    out
+}
+
+fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map_or_else(|_| "?".to_string(), |n| n.to_string())
+}
+
+/// Validates start_response's arguments into a head.
+fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<ResponseHead> {
+    let status = status.cast::<PyString>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "start_response(): status must be str like '200 OK', not {}",
+            type_name(status)
+        ))
+    })?;
+    let status = head::parse_status(&status.to_cow()?)
+        .map_err(|e| PyValueError::new_err(format!("start_response(): {e}")))?;
+    if !(headers.is_instance_of::<PyList>() || headers.is_instance_of::<PyTuple>()) {
+        return Err(PyTypeError::new_err(format!(
+            "start_response(): headers must be a list of (name, value) tuples, not {}",
+            type_name(headers)
+        )));
+    }
+    let mut response = ResponseHead {
+        status: status.code,
+        status_line: Bytes::from(status.line),
+        headers: Vec::with_capacity(headers.len()?),
+        content_length: None,
+        close_connection: false,
+    };
+    for item in headers.try_iter()? {
+        let item = item?;
+        let pair = match item.cast::<PyTuple>() {
+            Ok(tuple) if tuple.len() == 2 => (tuple.get_item(0)?, tuple.get_item(1)?),
+            _ => match item.cast::<PyList>() {
+                Ok(list) if list.len() == 2 => (list.get_item(0)?, list.get_item(1)?),
+                _ => {
+                    return Err(PyTypeError::new_err(format!(
+                        "start_response(): each header must be a (name, value) tuple, got {}",
+                        item.repr()?
+                    )))
+                }
+            },
+        };
+        let (Ok(name), Ok(value)) = (pair.0.cast::<PyString>(), pair.1.cast::<PyString>()) else {
+            return Err(PyTypeError::new_err(format!(
+                "start_response(): header names and values must be str, got ({}, {})",
+                type_name(&pair.0),
+                type_name(&pair.1)
+            )));
+        };
+        let name = name.to_cow()?;
+        let value = value.to_cow()?;
+        head::check_header_name(&name)
+            .map_err(|e| PyValueError::new_err(format!("start_response(): {e}")))?;
+        let value_bytes = head::check_header_value(&name, &value)
+            .map_err(|e| PyValueError::new_err(format!("start_response(): {e}")))?;
+        if name.eq_ignore_ascii_case("content-length") {
+            let length = head::parse_content_length(&value_bytes).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "start_response(): invalid Content-Length {value:?}: expected a number of bytes"
+                ))
+            })?;
+            if response.content_length.is_some_and(|l| l != length) {
+                return Err(PyValueError::new_err(
+                    "start_response(): two different Content-Length headers",
+                ));
+            }
+            response.content_length = Some(length);
+            continue;
+        }
+        if head::is_hop_by_hop(&name) {
+            if name.eq_ignore_ascii_case("connection") && head::has_token(&value_bytes, "close") {
+                response.close_connection = true;
+            }
+            tracing::debug!("dropped hop-by-hop response header {name:?} set by the application");
+            continue;
+        }
+        response.headers.push((
+            Bytes::from(name.into_owned().into_bytes()),
+            Bytes::from(value_bytes),
+        ));
+    }
+    Ok(response)
+}
+
+#[pymethods]
+impl Responder {
+    /// PEP 3333 `start_response(status, response_headers, exc_info=None)`; returns `write`.
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn start_response(
+        slf: &Bound<'_, Self>,
+        status: &Bound<'_, PyAny>,
+        headers: &Bound<'_, PyAny>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let this = slf.borrow();
+            if this.finished {
+                return Err(PyRuntimeError::new_err(
+                    "start_response() called after the response ended",
+                ));
+            }
+            match exc_info {
+                Some(exc_info) if this.headers_sent => {
+                    // Too late to replace the response: re-raise, as PEP 3333 requires.
+                    let value = exc_info.get_item(1)?;
+                    return Err(PyErr::from_value(value));
+                }
+                None if this.pending.is_some() || this.headers_sent => {
+                    return Err(PyRuntimeError::new_err(
+                        "start_response() called a second time without exc_info",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let head = parse_head(status, headers)?;
+        slf.borrow_mut().pending = Some(head);
+        Ok(slf.getattr(pyo3::intern!(slf.py(), "write"))?.unbind())
+    }
+
+    /// PEP 3333 `write(data)`: sends body bytes at once (the head first if not yet sent).
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = data.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!("write() takes bytes, not {}", type_name(data)))
+        })?;
+        let py = slf.py();
+        let mut this = slf.borrow_mut();
+        if !this.has_status() {
+            return Err(PyRuntimeError::new_err(
+                "write() called before start_response()",
+            ));
+        }
+        match this.send_body(py, data) {
+            Ok(()) => Ok(()),
+            Err(SendError::Disconnected) => Err(ClientDisconnected::new_err(
+                "client disconnected while the response was being sent",
+            )),
+            Err(SendError::Fault(message)) => Err(PyRuntimeError::new_err(message)),
+        }
+    }
+}

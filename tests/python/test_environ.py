@@ -1,0 +1,238 @@
+"""PEP 3333 environ: CGI keys, HTTP_* keys, wsgi.* keys, and nothing leaked from the
+server's own process environment."""
+
+import json
+
+import pytest
+
+import conftest
+from conftest import ResponseReader, read_until_close
+
+
+@pytest.fixture(autouse=True)
+def _close_sockets(monkeypatch):
+    """Close every client socket a test opened (unclosed sockets are ResourceWarnings,
+    and warnings are errors)."""
+    opened = []
+    connect = conftest.Server.connect
+
+    def tracking_connect(self, *args, **kwargs):
+        sock = connect(self, *args, **kwargs)
+        opened.append(sock)
+        return sock
+
+    monkeypatch.setattr(conftest.Server, "connect", tracking_connect)
+    yield
+    for sock in opened:
+        sock.close()
+
+
+APP = "wsgi_apps:environ_app"
+
+#: Keys the brief requires in every environ (CGI keys and wsgi.* keys).
+REQUIRED_CGI = {
+    "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME",
+    "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT", "RAW_URI",
+    "SERVER_SOFTWARE",
+}
+
+
+def exchange(server, raw: bytes, sock=None):
+    """Send one raw request; return (parsed JSON report, response, client socket)."""
+    sock = sock or server.connect()
+    sock.sendall(raw)
+    response = ResponseReader(sock).read()
+    assert response.status == 200, response.body
+    return json.loads(response.body), response, sock
+
+
+def cgi_keys(environ):
+    return {k for k in environ if "." not in k}
+
+
+def test_environ_get_every_key(serve_app):
+    server = serve_app(APP)
+    sock = server.connect()
+    host = f"127.0.0.1:{server.port}"
+    raw = (
+        b"GET /a%2Fb/%E9t%C3%A9?x=%2F&y=%E9+z HTTP/1.1\r\n"
+        b"Host: " + host.encode() + b"\r\n"
+        b"X-Multi: a\r\n"
+        b"X-Multi: b\r\n"
+        b"Cookie: a=1\r\n"
+        b"Cookie: b=2\r\n"
+        b"X_Under: evil\r\n"
+        b"X-Under: good\r\n"
+        b"X-Other: good\r\n"
+        b"X_Other: evil\r\n"
+        b"X-Name: \xe9t\xe9\r\n"
+        b"X-Spaced:   padded value  \r\n"
+        b"User-Agent: envtest/1\r\n"
+        b"\r\n"
+    )
+    report, _, _ = exchange(server, raw, sock)
+    env = report["environ"]
+
+    assert env["REQUEST_METHOD"] == "GET"
+    assert env["SCRIPT_NAME"] == ""
+    assert env["PATH_INFO"] == "/a/b/\xe9t\xc3\xa9"
+    assert env["QUERY_STRING"] == "x=%2F&y=%E9+z"
+    assert env["RAW_URI"] == "/a%2Fb/%E9t%C3%A9?x=%2F&y=%E9+z"
+    assert env["SERVER_NAME"] == "127.0.0.1"
+    assert env["SERVER_PORT"] == str(server.port)
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["REMOTE_PORT"] == str(sock.getsockname()[1])
+    assert isinstance(env["SERVER_SOFTWARE"], str) and env["SERVER_SOFTWARE"]
+
+    # Headers: repeated joined with ',', cookies with '; ', '_' names dropped, latin-1.
+    http = {k: v for k, v in env.items() if k.startswith("HTTP_")}
+    assert http == {
+        "HTTP_HOST": host,
+        "HTTP_X_MULTI": "a,b",
+        "HTTP_COOKIE": "a=1; b=2",
+        "HTTP_X_UNDER": "good",
+        "HTTP_X_OTHER": "good",
+        "HTTP_X_NAME": "\xe9t\xe9",
+        "HTTP_X_SPACED": "padded value",
+        "HTTP_USER_AGENT": "envtest/1",
+    }
+    # No body: CONTENT_LENGTH / CONTENT_TYPE absent or empty, never HTTP_CONTENT_*.
+    assert env.get("CONTENT_LENGTH", "") == ""
+    assert env.get("CONTENT_TYPE", "") == ""
+    assert report["body"] == ""
+
+    # wsgi.* keys.
+    checks = report["checks"]
+    assert checks["version"] == [1, 0] and checks["version_type"] == "tuple"
+    assert env["wsgi.url_scheme"] == "http"
+    assert env["wsgi.multithread"] is False
+    assert env["wsgi.multiprocess"] is False
+    assert env["wsgi.run_once"] is False
+    assert env["wsgi.input_terminated"] is True
+    assert checks["input_methods"] == ["read", "readline", "readlines", "__iter__"]
+    assert checks["errors_methods"] == ["write", "writelines", "flush"]
+    assert checks["file_wrapper_callable"] is True
+    assert checks["non_str_cgi_keys"] == []
+    assert cgi_keys(env) - REQUIRED_CGI - set(http) <= {"CONTENT_LENGTH", "CONTENT_TYPE"}
+    assert REQUIRED_CGI <= cgi_keys(env)
+
+
+def test_environ_content_length_and_type(serve_app):
+    server = serve_app(APP)
+    body = b"hello world"
+    raw = (
+        b"POST /submit?k=v HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: 11\r\n\r\n" + body
+    )
+    report, _, _ = exchange(server, raw)
+    env = report["environ"]
+    assert env["REQUEST_METHOD"] == "POST"
+    assert env["CONTENT_LENGTH"] == "11"
+    assert env["CONTENT_TYPE"] == "text/plain; charset=utf-8"
+    assert "HTTP_CONTENT_LENGTH" not in env
+    assert "HTTP_CONTENT_TYPE" not in env
+    assert env["wsgi.input_terminated"] is True
+    assert report["body"] == "hello world"
+
+
+def test_environ_chunked_body_has_no_content_length(serve_app):
+    server = serve_app(APP)
+    raw = (
+        b"POST /chunked HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/octet-stream\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\n\r\n"
+    )
+    report, _, _ = exchange(server, raw)
+    env = report["environ"]
+    assert "CONTENT_LENGTH" not in env
+    assert "HTTP_CONTENT_LENGTH" not in env
+    assert env["CONTENT_TYPE"] == "application/octet-stream"
+    assert env["wsgi.input_terminated"] is True
+    assert report["body"] == "hello world"
+
+
+def test_environ_http10_protocol(serve_app):
+    server = serve_app(APP)
+    sock = server.connect()
+    sock.sendall(b"GET /old HTTP/1.0\r\nHost: x\r\n\r\n")
+    raw = read_until_close(sock)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.")
+    assert b" 200 " in head.split(b"\r\n")[0]
+    env = json.loads(body)["environ"]
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.0"
+    assert env["PATH_INFO"] == "/old"
+
+
+def test_environ_does_not_leak_process_environment(server_factory):
+    env = conftest.test_env()
+    env.update({"HTTP_FOO": "bar", "PATH_INFO": "/leak", "TIDEGATE_LEAK_CANARY": "1",
+                "QUERY_STRING": "leaked=1", "CONTENT_LENGTH": "99"})
+    server = server_factory(APP, env=env)
+    report, _, _ = exchange(server, b"GET /real HTTP/1.1\r\nHost: x\r\n\r\n")
+    seen = report["environ"]
+    assert "HTTP_FOO" not in seen
+    assert "TIDEGATE_LEAK_CANARY" not in seen
+    assert seen["PATH_INFO"] == "/real"
+    assert seen.get("QUERY_STRING", "") == ""
+    assert seen.get("CONTENT_LENGTH", "") == ""
+    leaked = sorted(k for k in env if k not in REQUIRED_CGI | {"CONTENT_LENGTH"} and k in seen)
+    assert leaked == []
+    assert {k for k in seen if k.startswith("HTTP_")} == {"HTTP_HOST"}
+
+
+def test_environ_multithread_false_by_default(serve_app):
+    server = serve_app(APP)
+    report, _, _ = exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert report["environ"]["wsgi.multithread"] is False
+
+
+def test_environ_multithread_true_with_threads(serve_app):
+    server = serve_app(APP, "--threads", "4")
+    report, _, _ = exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert report["environ"]["wsgi.multithread"] is True
+    assert report["environ"]["wsgi.multiprocess"] is False
+
+
+def test_environ_remote_port_per_connection(serve_app):
+    server = serve_app(APP)
+    for _ in range(2):
+        sock = server.connect()
+        report, _, _ = exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", sock)
+        assert report["environ"]["REMOTE_PORT"] == str(sock.getsockname()[1])
+        sock.close()
+
+
+def test_environ_non_ascii_header_value_never_emptied(serve_app):
+    server = serve_app(APP)
+    raw = (b"GET / HTTP/1.1\r\nHost: x\r\n"
+           b"X-Latin: caf\xe9 \xff\x80 end\r\nX-Multi: \xe9\r\nX-Multi: \xe8\r\n\r\n")
+    report, _, _ = exchange(server, raw)
+    env = report["environ"]
+    assert env["HTTP_X_LATIN"] == "caf\xe9 \xff\x80 end"
+    assert env["HTTP_X_MULTI"] == "\xe9,\xe8"
+
+
+def test_environ_keep_alive_requests_get_fresh_environ(serve_app):
+    server = serve_app(APP)
+    sock = server.connect()
+    first, _, _ = exchange(server, b"GET /one?a=1 HTTP/1.1\r\nHost: x\r\nX-Only-First: 1\r\n\r\n", sock)
+    second, _, _ = exchange(server, b"GET /two HTTP/1.1\r\nHost: x\r\n\r\n", sock)
+    assert first["environ"]["HTTP_X_ONLY_FIRST"] == "1"
+    assert "HTTP_X_ONLY_FIRST" not in second["environ"]
+    assert second["environ"]["PATH_INFO"] == "/two"
+    assert second["environ"].get("QUERY_STRING", "") == ""
+    assert first["environ"]["REMOTE_PORT"] == second["environ"]["REMOTE_PORT"]
+
+
+def test_wsgi_errors_go_to_error_log(serve_app):
+    server = serve_app("wsgi_apps:errors_app")
+    sock = server.connect()
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    response = ResponseReader(sock).read()
+    assert response.status == 200 and response.body == b"logged"
+    for text in ("errors line one", "errors line two", "errors line three"):
+        server.wait_for_log(rf"(?m)\[WARNING\] \[wsgi\.errors\] {text}$")
