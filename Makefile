@@ -9,14 +9,14 @@ DEV_BUILD_ENV = CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNIT
 # Other CPython versions tested by `make test` when pyenv has them.
 OTHER_PYTHONS ?= 3.9 3.10 3.12 3.13
 
-.PHONY: dev lint rust-test pytest test test-pythons bench clean
+.PHONY: dev lint rust-test stubtest pytest test test-pythons bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.deps: pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q "maturin>=1.9.4,<2" "pytest>=7" pytest-timeout requests flask django
+	$(VENV)/bin/python -m pip install -q "maturin>=1.9.4,<2" "pytest>=7" pytest-timeout requests flask django mypy
 	touch $@
 
 ## dev: build the extension in release mode (no LTO) into .venv
@@ -32,6 +32,10 @@ lint:
 rust-test:
 	PYO3_PYTHON=$(abspath $(VENV))/bin/python cargo test --quiet
 
+## stubtest: the .pyi stub matches the built extension module
+stubtest: dev
+	$(VENV)/bin/python -m mypy.stubtest tidegate._tidegate
+
 ## pytest: the end-to-end suite against the built package
 pytest: dev
 	$(VENV)/bin/python -m pytest -q tests/python
@@ -40,8 +44,8 @@ pytest: dev
 test-pythons:
 	bash scripts/test-pythons.sh $(OTHER_PYTHONS)
 
-## test: everything: lint, Rust tests, the suite on 3.11 and on the other CPythons
-test: $(VENV)/.deps lint rust-test pytest test-pythons
+## test: everything: lint, Rust tests, stub check, the suite on 3.11 and on the other CPythons
+test: $(VENV)/.deps lint rust-test stubtest pytest test-pythons
 
 ## bench: compare tidegate with the peers (see bench/README.md)
 bench:

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::gateway::{
-    Exchange, Peer, Protocol, RequestBody, RequestHead, ResponseEnd, ResponseHead,
+    Exchange, ListenerInfo, Peer, Protocol, RequestBody, RequestHead, ResponseEnd, ResponseHead,
 };
 use crate::http::body::{BodyDecoder, BodyPump, READ_SIZE};
 use crate::http::chunked::ChunkedDecoder;
@@ -64,13 +64,21 @@ impl Socket for tokio::net::UnixStream {
     }
 }
 
-/// Serves a connection until it closes.
-pub async fn serve_connection<S: Socket>(stream: S, peer: Peer, ctx: Arc<ConnContext>) {
+/// Serves a connection until it closes. `listener` is what the environ reports as the
+/// server address (the listener's, or the address this connection reached when the
+/// listener is bound to a wildcard address).
+pub async fn serve_connection<S: Socket>(
+    stream: S,
+    peer: Peer,
+    listener: Arc<ListenerInfo>,
+    ctx: Arc<ConnContext>,
+) {
     let mut connection = Connection {
         stream,
         buf: BytesMut::with_capacity(8 * 1024),
         out: OutQueue::new(),
         peer,
+        listener,
         ctx,
     };
     if let Err(error) = connection.run().await {
@@ -83,6 +91,7 @@ struct Connection<S> {
     buf: BytesMut,
     out: OutQueue,
     peer: Peer,
+    listener: Arc<ListenerInfo>,
     ctx: Arc<ConnContext>,
 }
 
@@ -224,7 +233,7 @@ impl<S: Socket> Connection<S> {
                 BodyFraming::Chunked => None,
             },
             peer: self.peer.clone(),
-            listener: self.ctx.listener.clone(),
+            listener: Arc::clone(&self.listener),
         };
         let exchange = Exchange {
             head,

@@ -84,6 +84,11 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<ParsedHead>, Rejection> {
             ))
         }
     };
+    // httparse tolerates bare LF line endings; a proxy in front may not, and a
+    // disagreement over where a line ends is a smuggling vector.
+    if has_bare_lf(&buf[..consumed]) {
+        return Err(Rejection::new(400, "bare LF line ending in request head"));
+    }
     let protocol = match request.version {
         Some(0) => Protocol::Http10,
         _ => Protocol::Http11,
@@ -126,6 +131,13 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<ParsedHead>, Rejection> {
         keep_alive: rules.keep_alive,
         expect_continue: rules.expect_continue,
     }))
+}
+
+/// Whether a LF appears without the CR before it.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
 /// What the header fields say about framing and the connection.

@@ -197,8 +197,9 @@ async fn accept_loop(listener: Listener, ctx: Arc<ConnContext>, connections: Arc
                             let _ = stream.set_nodelay(true);
                             let guard = connections.enter();
                             let ctx = Arc::clone(&ctx);
+                            let server = server_address(&ctx.listener, stream.local_addr().ok());
                             tokio::spawn(async move {
-                                serve_connection(stream, Peer::Tcp(peer), ctx).await;
+                                serve_connection(stream, Peer::Tcp(peer), server, ctx).await;
                                 drop(guard);
                             });
                         }
@@ -224,8 +225,9 @@ async fn accept_loop(listener: Listener, ctx: Arc<ConnContext>, connections: Arc
                         Ok((stream, _)) => {
                             let guard = connections.enter();
                             let ctx = Arc::clone(&ctx);
+                            let server = Arc::clone(&ctx.listener);
                             tokio::spawn(async move {
-                                serve_connection(stream, Peer::Unix, ctx).await;
+                                serve_connection(stream, Peer::Unix, server, ctx).await;
                                 drop(guard);
                             });
                         }
@@ -235,6 +237,25 @@ async fn accept_loop(listener: Listener, ctx: Arc<ConnContext>, connections: Arc
                 }
             }
         }
+    }
+}
+
+/// The server address a connection reports: the listener's, unless the listener is bound
+/// to a wildcard address (0.0.0.0, ::), where the address the client reached says more.
+fn server_address(
+    listener: &Arc<ListenerInfo>,
+    local: Option<std::net::SocketAddr>,
+) -> Arc<ListenerInfo> {
+    match local {
+        Some(local) if listener.server_name == "0.0.0.0" || listener.server_name == "::" => {
+            Arc::new(ListenerInfo {
+                server_name: local.ip().to_canonical().to_string(),
+                server_port: listener.server_port.clone(),
+                url_scheme: listener.url_scheme,
+                display: listener.display.clone(),
+            })
+        }
+        _ => Arc::clone(listener),
     }
 }
 

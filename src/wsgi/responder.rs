@@ -32,6 +32,8 @@ pub struct Responder {
     /// PEP 3333: an iterable of len() 1 lets the server take Content-Length from its one item.
     single_chunk: bool,
     truncated: bool,
+    /// The status forbids a body (1xx, 204, 304): body bytes are neither sent nor counted.
+    bodiless: bool,
     finished: bool,
     /// Body bytes handed to the sink.
     pub body_bytes: u64,
@@ -55,6 +57,7 @@ impl Responder {
             remaining: None,
             single_chunk: false,
             truncated: false,
+            bodiless: false,
             finished: false,
             body_bytes: 0,
         }
@@ -94,7 +97,12 @@ impl Responder {
         if head.content_length.is_none() && self.single_chunk {
             head.content_length = first_chunk.map(|n| n as u64);
         }
-        self.remaining = head.content_length;
+        self.bodiless = !crate::http::response::status_allows_body(head.status);
+        self.remaining = if self.bodiless {
+            None
+        } else {
+            head.content_length
+        };
         self.headers_sent = true;
         self.sink.send_head(py, head).map_err(disconnected)
     }
@@ -126,7 +134,7 @@ impl Responder {
             }
             self.remaining = Some(remaining - len as u64);
         }
-        if len == 0 || !self.sink.wants_body() {
+        if len == 0 || !self.sink.wants_body() || self.bodiless {
             return Ok(());
         }
         let chunk = if len < ZERO_COPY_THRESHOLD {
@@ -142,16 +150,25 @@ impl Responder {
     /// Content-Length, unless the app declared one.
     pub fn send_all(&mut self, py: Python<'_>, chunks: Vec<Bytes>) -> Result<(), SendError> {
         if self.headers_sent {
+            // The app used write() first: the rest follows as ordinary body pieces.
             for chunk in chunks {
                 self.send_body(py, &PyBytes::new(py, &chunk))?;
             }
-            return Ok(());
+            return self.finish(py);
         }
         let Some(mut head) = self.pending.take() else {
             return Err(SendError::Fault(
                 "the application returned without calling start_response()".into(),
             ));
         };
+        if !crate::http::response::status_allows_body(head.status) {
+            self.headers_sent = true;
+            self.finished = true;
+            return self
+                .sink
+                .send_complete(py, head, Vec::new())
+                .map_err(disconnected);
+        }
         let total: u64 = chunks.iter().map(|c| c.len() as u64).sum();
         let declared = *head.content_length.get_or_insert(total);
         let mut end = ResponseEnd::Complete;
@@ -205,7 +222,7 @@ impl Responder {
             None => len,
         };
         self.remaining = self.remaining.map(|r| r - len);
-        if len == 0 || !self.sink.wants_body() {
+        if len == 0 || !self.sink.wants_body() || self.bodiless {
             return Ok(());
         }
         self.body_bytes += len;

@@ -1,0 +1,35 @@
+"""Type stubs for the Rust extension module ``tidegate._tidegate``."""
+
+from typing import Any, Callable, Iterator, List, Optional, final
+
+__all__ = ["ClientDisconnected", "FileWrapper", "__version__", "check_bind", "serve"]
+
+__version__: str
+
+class ClientDisconnected(OSError):
+    """The client closed its connection before the request body was complete."""
+
+@final
+class FileWrapper:
+    """``wsgi.file_wrapper``: sent with sendfile(2) when it wraps a real file."""
+
+    def __new__(cls, filelike: Any, blksize: int = 8192) -> "FileWrapper": ...
+    def __iter__(self) -> Iterator[bytes]: ...
+    def __next__(self) -> bytes: ...
+    def close(self) -> None: ...
+    @property
+    def filelike(self) -> Any: ...
+    @property
+    def blksize(self) -> int: ...
+
+def serve(
+    app: Callable[..., Any],
+    binds: List[str],
+    threads: int,
+    access_log: Optional[str],
+    log_level: str,
+) -> None:
+    """Serve ``app`` until a signal handler raises; re-raises that exception."""
+
+def check_bind(address: str) -> None:
+    """Raise ValueError naming the problem if ``address`` is not a valid bind address."""
