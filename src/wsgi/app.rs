@@ -180,11 +180,9 @@ fn send_result(
             return responder.finish(py).map_err(Fault::from);
         }
     }
+    // len() is optional for an iterable (a generator has none): only a 1 counts.
     if result.len().ok() == Some(1) {
         responder.borrow_mut().set_single_chunk();
-    } else {
-        // len() is optional for an iterable; a failed call is not an error.
-        let _ = PyErr::take(py);
     }
     for item in result.try_iter().map_err(Fault::Exception)? {
         let item = item.map_err(Fault::Exception)?;

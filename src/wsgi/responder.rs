@@ -161,7 +161,14 @@ impl Responder {
                 "the application returned without calling start_response()".into(),
             ));
         };
-        if !crate::http::response::status_allows_body(head.status) {
+        let bodiless = !crate::http::response::status_allows_body(head.status);
+        if bodiless || !self.sink.wants_body() {
+            // No body goes out (1xx/204/304, or a HEAD request, whose app may declare the
+            // GET's Content-Length and return nothing): lengths need not match.
+            if !bodiless {
+                let total = chunks.iter().map(|c| c.len() as u64).sum();
+                head.content_length.get_or_insert(total);
+            }
             self.headers_sent = true;
             self.finished = true;
             return self

@@ -1,6 +1,5 @@
 """The ``tidegate`` command line and the APP loader, run as real processes."""
 
-import os
 import re
 import signal
 import socket

@@ -129,6 +129,10 @@ def test_environ_content_length_and_type(serve_app):
     report, _, _ = exchange(server, raw)
     env = report["environ"]
     assert env["REQUEST_METHOD"] == "POST"
+    # SERVER_NAME/PORT come from the listening socket, not from the Host header.
+    assert env["SERVER_NAME"] == "127.0.0.1"
+    assert env["SERVER_PORT"] == str(server.port)
+    assert env["HTTP_HOST"] == "x"
     assert env["CONTENT_LENGTH"] == "11"
     assert env["CONTENT_TYPE"] == "text/plain; charset=utf-8"
     assert "HTTP_CONTENT_LENGTH" not in env

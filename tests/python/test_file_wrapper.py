@@ -251,6 +251,9 @@ def test_real_file_uses_sendfile(server_factory, big_file, tmp_path, offset):
     calls = [line for line in out.read_text().splitlines() if "sendfile" in line]
     sent = sum(sendfile_results(out))
     assert sent == len(data) - offset, f"sendfile moved {sent} bytes:\n" + "\n".join(calls[:20])
+    first = re.search(r"sendfile\(\d+, \d+, \[(\d+)\]", calls[0])
+    if first:  # the offset pointer form: the first call starts at the file's position
+        assert int(first.group(1)) == offset, calls[0]
 
 
 @pytest.mark.skipif(STRACE is None, reason="strace is not installed")

@@ -6,7 +6,6 @@ The apps live in ``apps/bad_apps.py`` and are served raw: each one does somethin
 """
 
 import re
-import socket
 import time
 
 import pytest
