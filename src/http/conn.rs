@@ -38,7 +38,7 @@ const DRAIN_LIMIT: u64 = 256 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A stream socket the engine can serve: TCP or unix.
-pub trait Socket: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + 'static {
+pub trait Socket: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + Sync + 'static {
     /// Waits until the socket may be writable.
     fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
     /// Runs a non-blocking write operation on the raw socket, clearing readiness on

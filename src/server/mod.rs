@@ -18,7 +18,7 @@ use pyo3::prelude::*;
 use tokio::sync::{watch, Notify};
 
 use crate::gateway::{ListenerInfo, Peer};
-use crate::http::conn::serve_connection;
+use crate::http::conn::{serve_connection, Socket};
 use crate::http::ConnContext;
 use crate::logging::AccessLog;
 use crate::wsgi::{Bridge, BridgeOptions};
@@ -178,7 +178,6 @@ pub fn run(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<()>
 }
 
 async fn accept_loop(listener: Listener, ctx: Arc<ConnContext>, connections: Arc<ConnectionCount>) {
-    let mut shutdown = ctx.shutdown.clone();
     match listener {
         Listener::Tcp(std_listener) => {
             let listener = match tokio::net::TcpListener::from_std(std_listener) {
@@ -190,24 +189,14 @@ async fn accept_loop(listener: Listener, ctx: Arc<ConnContext>, connections: Arc
                     )
                 }
             };
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, peer)) => {
-                            let _ = stream.set_nodelay(true);
-                            let guard = connections.enter();
-                            let ctx = Arc::clone(&ctx);
-                            let server = server_address(&ctx.listener, stream.local_addr().ok());
-                            tokio::spawn(async move {
-                                serve_connection(stream, Peer::Tcp(peer), server, ctx).await;
-                                drop(guard);
-                            });
-                        }
-                        Err(error) => accept_failed(&ctx.listener, error).await,
-                    },
-                    _ = shutdown.changed() => return,
-                }
-            }
+            let (listener, info) = (&listener, &ctx.listener);
+            serve_accepted(&ctx, &connections, move || async move {
+                let (stream, peer) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                let server = server_address(info, stream.local_addr().ok());
+                Ok((stream, Peer::Tcp(peer), server))
+            })
+            .await;
         }
         Listener::Unix(std_listener, _) => {
             let listener = match tokio::net::UnixListener::from_std(std_listener) {
@@ -219,23 +208,42 @@ async fn accept_loop(listener: Listener, ctx: Arc<ConnContext>, connections: Arc
                     )
                 }
             };
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => {
-                            let guard = connections.enter();
-                            let ctx = Arc::clone(&ctx);
-                            let server = Arc::clone(&ctx.listener);
-                            tokio::spawn(async move {
-                                serve_connection(stream, Peer::Unix, server, ctx).await;
-                                drop(guard);
-                            });
-                        }
-                        Err(error) => accept_failed(&ctx.listener, error).await,
-                    },
-                    _ = shutdown.changed() => return,
+            let (listener, info) = (&listener, &ctx.listener);
+            serve_accepted(&ctx, &connections, move || async move {
+                let (stream, _) = listener.accept().await?;
+                Ok((stream, Peer::Unix, Arc::clone(info)))
+            })
+            .await;
+        }
+    }
+}
+
+/// Accepts connections with `accept` and serves each in its own task, until shutdown.
+/// Returning drops the listener, so new connections are refused from then on.
+async fn serve_accepted<S, F, Fut>(
+    ctx: &Arc<ConnContext>,
+    connections: &Arc<ConnectionCount>,
+    mut accept: F,
+) where
+    S: Socket,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<(S, Peer, Arc<ListenerInfo>)>>,
+{
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = accept() => match accepted {
+                Ok((stream, peer, server)) => {
+                    let guard = connections.enter();
+                    let ctx = Arc::clone(ctx);
+                    tokio::spawn(async move {
+                        serve_connection(stream, peer, server, ctx).await;
+                        drop(guard);
+                    });
                 }
-            }
+                Err(error) => accept_failed(&ctx.listener, error).await,
+            },
+            _ = shutdown.changed() => return,
         }
     }
 }

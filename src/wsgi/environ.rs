@@ -36,6 +36,7 @@ impl EnvironTemplate {
     pub fn new(py: Python<'_>, options: TemplateOptions<'_>) -> PyResult<Self> {
         let dict = PyDict::new(py);
         dict.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
+        // The common case; a listener with another scheme overrides it per request.
         dict.set_item("wsgi.url_scheme", "http")?;
         dict.set_item("wsgi.errors", options.errors)?;
         dict.set_item("wsgi.multithread", options.multithread)?;
@@ -77,6 +78,12 @@ impl EnvironTemplate {
             pyo3::intern!(py, "SERVER_PROTOCOL"),
             PyString::intern(py, head.protocol.as_str()),
         )?;
+        if head.listener.url_scheme != "http" {
+            environ.set_item(
+                pyo3::intern!(py, "wsgi.url_scheme"),
+                head.listener.url_scheme,
+            )?;
+        }
         environ.set_item(pyo3::intern!(py, "SERVER_NAME"), &head.listener.server_name)?;
         environ.set_item(pyo3::intern!(py, "SERVER_PORT"), &head.listener.server_port)?;
         match &head.peer {

@@ -49,6 +49,7 @@ class Server:
         self._stdout: List[str] = []
         self._lock = threading.Lock()
         self._listening = threading.Event()
+        self._clients: List[socket.socket] = []
         self.url: Optional[str] = None
         self.host = "127.0.0.1"
         self.port: Optional[int] = None
@@ -110,11 +111,17 @@ class Server:
             time.sleep(0.02)
 
     def connect(self, timeout: float = 10.0) -> socket.socket:
-        """A raw TCP connection to the server."""
-        return socket.create_connection((self.host, self.port), timeout=timeout)
+        """A raw TCP connection to the server (closed by :meth:`stop` if still open:
+        an unclosed socket is a ResourceWarning, and warnings are errors)."""
+        sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        self._clients.append(sock)
+        return sock
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         """Signal the server (by its PID) and wait for it; kill it if it does not exit."""
+        for sock in self._clients:
+            sock.close()
+        self._clients.clear()
         if self.process.poll() is None:
             os.kill(self.pid, sig)
             try:
@@ -132,7 +139,7 @@ def tidegate_command(*args: str) -> List[str]:
     return [sys.executable, "-m", "tidegate", *args]
 
 
-def test_env() -> dict:
+def server_env() -> dict:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     # Tests must not depend on the developer's PYTHONPATH tricks beyond the apps folder.
@@ -148,7 +155,7 @@ def server_factory(request) -> Callable[..., Server]:
     def start(app: str, *options: str, bind: str = "127.0.0.1:0", cwd: Path = APPS_DIR,
               wait: bool = True, env: Optional[dict] = None) -> Server:
         args = tidegate_command("--bind", bind, *options, app) if bind else tidegate_command(*options, app)
-        server = Server(args, cwd, env or test_env())
+        server = Server(args, cwd, env or server_env())
         started.append(server)
         if wait:
             server.wait_listening()

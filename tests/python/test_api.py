@@ -60,7 +60,7 @@ def script_server(tmp_path):
     path.write_text(SCRIPT)
 
     def start(*args):
-        server = Server([sys.executable, str(path), *args], tmp_path, conftest.test_env())
+        server = Server([sys.executable, str(path), *args], tmp_path, conftest.server_env())
         started.append(server)
         return server.wait_listening()
 
@@ -141,7 +141,7 @@ def test_bad_arguments_raise_before_serving(tmp_path, case):
     )
     result = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=20,
-        env=conftest.test_env(), cwd=str(tmp_path),
+        env=conftest.server_env(), cwd=str(tmp_path),
     )
     assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
     assert result.stdout.startswith(f"raised {expected} "), (result.stdout, result.stderr)

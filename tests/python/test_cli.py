@@ -24,7 +24,7 @@ def run_cli(*args, cwd=APPS_DIR, env=None):
     return subprocess.run(
         tidegate_command(*args),
         cwd=str(cwd),
-        env=env or conftest.test_env(),
+        env=env or conftest.server_env(),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -73,7 +73,7 @@ def custom_servers():
     started = []
 
     def start(args, cwd=APPS_DIR, env=None, wait=True):
-        server = Server(args, cwd, env or conftest.test_env())
+        server = Server(args, cwd, env or conftest.server_env())
         started.append(server)
         if wait:
             server.wait_listening()

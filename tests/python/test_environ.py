@@ -9,23 +9,6 @@ import conftest
 from conftest import ResponseReader, read_until_close
 
 
-@pytest.fixture(autouse=True)
-def _close_sockets(monkeypatch):
-    """Close every client socket a test opened (unclosed sockets are ResourceWarnings,
-    and warnings are errors)."""
-    opened = []
-    connect = conftest.Server.connect
-
-    def tracking_connect(self, *args, **kwargs):
-        sock = connect(self, *args, **kwargs)
-        opened.append(sock)
-        return sock
-
-    monkeypatch.setattr(conftest.Server, "connect", tracking_connect)
-    yield
-    for sock in opened:
-        sock.close()
-
 
 APP = "wsgi_apps:environ_app"
 
@@ -172,7 +155,7 @@ def test_environ_http10_protocol(serve_app):
 
 
 def test_environ_does_not_leak_process_environment(server_factory):
-    env = conftest.test_env()
+    env = conftest.server_env()
     env.update({"HTTP_FOO": "bar", "PATH_INFO": "/leak", "TIDEGATE_LEAK_CANARY": "1",
                 "QUERY_STRING": "leaked=1", "CONTENT_LENGTH": "99"})
     server = server_factory(APP, env=env)

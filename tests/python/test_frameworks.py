@@ -36,7 +36,7 @@ def upload_payload(size):
 def _module_server(app):
     """One server for all the tests of a framework (they only read its log)."""
     server = Server(tidegate_command("--bind", "127.0.0.1:0", "--threads", "2", app),
-                    APPS_DIR, conftest.test_env())
+                    APPS_DIR, conftest.server_env())
     try:
         server.wait_listening()
         yield server

@@ -18,23 +18,6 @@ import conftest
 from conftest import ResponseReader
 
 
-@pytest.fixture(autouse=True)
-def _close_sockets(monkeypatch):
-    """Close every client socket a test opened (unclosed sockets are ResourceWarnings,
-    and warnings are errors)."""
-    opened = []
-    connect = conftest.Server.connect
-
-    def tracking_connect(self, *args, **kwargs):
-        sock = connect(self, *args, **kwargs)
-        opened.append(sock)
-        return sock
-
-    monkeypatch.setattr(conftest.Server, "connect", tracking_connect)
-    yield
-    for sock in opened:
-        sock.close()
-
 
 APP = "wsgi_apps:input_ops_app"
 

@@ -14,23 +14,6 @@ import conftest
 from conftest import ResponseReader, read_until_close
 
 
-@pytest.fixture(autouse=True)
-def _close_sockets(monkeypatch):
-    """Close every client socket a test opened (unclosed sockets are ResourceWarnings,
-    and warnings are errors)."""
-    opened = []
-    connect = conftest.Server.connect
-
-    def tracking_connect(self, *args, **kwargs):
-        sock = connect(self, *args, **kwargs)
-        opened.append(sock)
-        return sock
-
-    monkeypatch.setattr(conftest.Server, "connect", tracking_connect)
-    yield
-    for sock in opened:
-        sock.close()
-
 
 def get(server, target: str = "/", sock=None):
     sock = sock or server.connect()
