@@ -9,7 +9,7 @@ DEV_BUILD_ENV = CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNIT
 # Other CPython versions tested by `make test` when pyenv has them.
 OTHER_PYTHONS ?= 3.9 3.10 3.12 3.13
 
-.PHONY: dev lint rust-test stubtest pytest test test-pythons bench clean
+.PHONY: system-deps dev lint rust-test stubtest pytest test test-pythons bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ $(VENV)/.deps: pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q "maturin>=1.9.4,<2" "pytest>=7" pytest-timeout requests flask django mypy
 	touch $@
+
+## system-deps: strace, which the sendfile test uses to see the syscall (Debian, as root)
+system-deps:
+	@command -v strace >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; \
+	  else echo "strace is not installed: the sendfile(2) test will be skipped"; fi; }
 
 ## dev: build the extension in release mode (no LTO) into .venv
 dev: $(VENV)/.deps
@@ -45,7 +52,7 @@ test-pythons:
 	bash scripts/test-pythons.sh $(OTHER_PYTHONS)
 
 ## test: everything: lint, Rust tests, stub check, the suite on 3.11 and on the other CPythons
-test: $(VENV)/.deps lint rust-test stubtest pytest test-pythons
+test: system-deps $(VENV)/.deps lint rust-test stubtest pytest test-pythons
 
 ## bench: compare tidegate with the peers (see bench/README.md)
 bench:

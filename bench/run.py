@@ -166,6 +166,19 @@ def system_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / CLK_TCK
 
 
+def wait_idle(limit: float, threshold: float = 0.2) -> float:
+    """Wait, at most limit seconds, until the machine is idle: under threshold cores busy
+    over one second. Returns the seconds waited (other jobs on a shared machine add noise).
+    """
+    start = time.monotonic()
+    while True:
+        before = system_busy_seconds()
+        time.sleep(1.0)
+        waited = time.monotonic() - start
+        if system_busy_seconds() - before < threshold or waited >= limit:
+            return waited
+
+
 # --- starting, checking and stopping a server -----------------------------------------------
 
 
@@ -318,6 +331,7 @@ class Measurement:
 
 def measure(server: Server, rnd: int, args: argparse.Namespace, python: str,
             log_dir: str) -> Measurement:
+    waited = wait_idle(args.settle) if args.settle > 0 else 0.0
     port = free_port()
     log_path = os.path.join(log_dir, f"{server.name}-r{rnd}.log")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -335,6 +349,7 @@ def measure(server: Server, rnd: int, args: argparse.Namespace, python: str,
         if proc.poll() is not None:
             raise ServerFailed(f"exited with status {proc.returncode} during the run: "
                                f"{log_tail(log_path)}")
+        data["idle_wait_s"] = waited
         data["server_cpu_s"] = cpu1 - cpu0
         data["cpu_us_per_req"] = (cpu1 - cpu0) / max(data["requests"], 1) * 1e6
         # CPU used by everything else on the machine during the run (other jobs: noise).
@@ -408,7 +423,8 @@ def report(results: List[Measurement], unavailable: Dict[str, str], order: List[
         f"- machine: {info['machine']}",
         f"- load: `wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration:g}s --latency` "
         f"on {HOST}, after a {args.warmup:g} s warm-up; {args.rounds} round(s), interleaved, "
-        "medians shown",
+        f"medians shown; before each server, up to {args.settle:g} s of waiting for the machine "
+        "to be idle",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
         "- CPU µs/req: user+system CPU of the server's whole process tree (master, workers, "
         "threads) during the measured run, divided by the requests wrk completed",
@@ -485,6 +501,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--servers", default=",".join(SERVERS),
                    help=f"comma-separated subset, in order (default {','.join(SERVERS)})")
     p.add_argument("--app", default="hello", help="application in bench_apps (default hello)")
+    p.add_argument("--settle", type=float, default=10,
+                   help="before each server, wait up to S s for the machine to be idle "
+                   "(0: do not wait; default 10)")
     p.add_argument("--start-timeout", type=float, default=30, help="seconds to wait for a start")
     p.add_argument("--python", default=sys.executable, help="interpreter that runs the servers")
     p.add_argument("--out", default=os.path.join(HERE, "results", "latest.md"),
@@ -524,7 +543,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         elif importlib.util.find_spec(module) is None:
             unavailable[name] = f"python module {module!r} is not installed"
     runnable = [n for n in args.order if n not in unavailable]
-    per_run = args.duration + args.warmup + 3
+    per_run = args.duration + args.warmup + 4
     print(f"[bench] {len(runnable)} server(s) x {args.rounds} round(s), about "
           f"{len(runnable) * args.rounds * per_run:.0f} s; logs in {log_dir}", file=sys.stderr)
     for name, reason in unavailable.items():
@@ -540,7 +559,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(f"[bench] round {rnd} {name:17} {d['rps']:>10,.0f} req/s  "
                       f"p99 {d['p99_ms']:7.2f} ms  {d['cpu_us_per_req']:6.1f} µs/req  "
                       f"(server {d['server_cores']:.2f}, wrk {d['wrk_cores']:.2f}, "
-                      f"other {d['other_cores']:.2f} cores)", file=sys.stderr)
+                      f"other {d['other_cores']:.2f} cores; waited {d['idle_wait_s']:.0f} s for idle)",
+                      file=sys.stderr)
             else:
                 print(f"[bench] round {rnd} {name:17} failed: {m.reason}", file=sys.stderr)
 
