@@ -374,12 +374,36 @@ def versions(python: str) -> Dict[str, str]:
             found[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             found[dist] = "not installed"
+    if found["tidegate"] != "not installed":
+        found["tidegate"] += f" ({tidegate_source()})"
     try:
         out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=5)
         found["wrk"] = (out.stdout + out.stderr).splitlines()[0].split(" [")[0]
     except (OSError, IndexError, subprocess.SubprocessError):
         found["wrk"] = "?"
     return found
+
+
+def tidegate_source() -> str:
+    """Which sources the installed tidegate was built from: git commit and source hash."""
+    parts = []
+    root = os.path.dirname(HERE)
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=5, check=False)
+        if head.returncode == 0:
+            dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "src",
+                                    "python", "Cargo.toml", "Cargo.lock", "pyproject.toml"],
+                                   capture_output=True, text=True, timeout=5, check=False)
+            parts.append("git " + head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else ""))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        with open(os.path.join(sys.prefix, ".tidegate-source-hash")) as f:
+            parts.append("sources " + f.read().strip()[:12])
+    except OSError:
+        pass
+    return ", ".join(parts) or "unknown sources"
 
 
 def machine() -> str:

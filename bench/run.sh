@@ -153,8 +153,14 @@ else
     say "building tidegate (release profile, fat LTO) from $ROOT; this takes a few minutes"
     rm -f "$HASH_FILE"
     build_start=$SECONDS
-    if step env CARGO_TARGET_DIR="$ROOT/target/bench" timeout "$BUILD_TIMEOUT" \
-        "$VPY" -m pip install --no-deps --force-reinstall "$ROOT"; then
+    # The profile comes from Cargo.toml alone: drop any CARGO_PROFILE_RELEASE_* override
+    # (the fast no-LTO settings `make dev` uses) that the caller's environment may carry.
+    unset_profile=()
+    while IFS='=' read -r var _; do
+        case "$var" in CARGO_PROFILE_RELEASE_*) unset_profile+=(-u "$var") ;; esac
+    done < <(env)
+    if step env "${unset_profile[@]}" CARGO_TARGET_DIR="$ROOT/target/bench" \
+        timeout "$BUILD_TIMEOUT" "$VPY" -m pip install -v --no-deps --force-reinstall "$ROOT"; then
         if step "$VPY" -c 'import tidegate._tidegate'; then
             echo "$want" >"$HASH_FILE"
             say "tidegate built in $((SECONDS - build_start)) s"

@@ -38,7 +38,12 @@ use wsgi::input::ClientDisconnected;
 /// How long a stop waits for in-flight requests (gunicorn's graceful_timeout).
 const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `app` on `binds` until interrupted (see `tidegate.serve`).
+fn seconds(value: f64, name: &str) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| PyValueError::new_err(format!("{name} must be a number of seconds >= 0")))
+}
+
+/// Serves `app` on `binds` in this process until interrupted (see `tidegate.serve`).
 #[pyfunction]
 #[pyo3(signature = (app, binds, threads, access_log, log_level))]
 fn serve(
@@ -52,7 +57,7 @@ fn serve(
     if threads == 0 {
         return Err(PyValueError::new_err("threads must be at least 1"));
     }
-    server::run(
+    server::serve(
         py,
         app,
         server::ServerConfig {
@@ -61,8 +66,71 @@ fn serve(
             access_log,
             log_level,
             graceful_timeout: GRACEFUL_TIMEOUT,
+            bind_options: Default::default(),
         },
     )
+}
+
+/// Runs the supervisor and its worker processes (the `tidegate` command). `loader` is
+/// called in each worker to get the app (it returns the preloaded app with `--preload`).
+/// Returns the exit status.
+#[pyfunction]
+#[pyo3(signature = (
+    loader, *, binds, threads, workers, access_log, log_level, timeout, graceful_timeout,
+    max_requests, max_requests_jitter, max_rss, reload, pid_file, backlog, umask, hooks
+))]
+#[allow(clippy::too_many_arguments)]
+fn supervise(
+    py: Python<'_>,
+    loader: Py<PyAny>,
+    binds: Vec<String>,
+    threads: usize,
+    workers: usize,
+    access_log: Option<String>,
+    log_level: String,
+    timeout: f64,
+    graceful_timeout: f64,
+    max_requests: u64,
+    max_requests_jitter: u64,
+    max_rss: u64,
+    reload: bool,
+    pid_file: Option<std::path::PathBuf>,
+    backlog: i32,
+    umask: Option<u32>,
+    hooks: std::collections::HashMap<String, Option<Py<PyAny>>>,
+) -> PyResult<i32> {
+    if threads == 0 || workers == 0 {
+        return Err(PyValueError::new_err(
+            "threads and workers must be at least 1",
+        ));
+    }
+    let mut hooks = hooks;
+    let mut take = |name: &str| hooks.remove(name).flatten();
+    let process_hooks = server::supervisor::ProcessHooks {
+        post_fork: take("post_fork"),
+        worker_exit: take("worker_exit"),
+        pre_request: take("pre_request"),
+        post_request: take("post_request"),
+    };
+    let timeout = seconds(timeout, "timeout")?;
+    let config = server::supervisor::SupervisorConfig {
+        server: server::ServerConfig {
+            binds,
+            threads,
+            access_log,
+            log_level,
+            graceful_timeout: seconds(graceful_timeout, "graceful_timeout")?,
+            bind_options: server::bind::BindOptions { backlog, umask },
+        },
+        workers,
+        timeout: (!timeout.is_zero()).then_some(timeout),
+        max_requests,
+        max_requests_jitter,
+        max_rss_mib: max_rss,
+        reload,
+        pid_file,
+    };
+    server::supervisor::run(py, loader, process_hooks, config)
 }
 
 /// Raises ValueError naming the problem if `address` is not a valid bind address.
@@ -83,6 +151,7 @@ fn _tidegate(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.py().get_type::<ClientDisconnected>(),
     )?;
     m.add_function(wrap_pyfunction!(serve, m)?)?;
+    m.add_function(wrap_pyfunction!(supervise, m)?)?;
     m.add_function(wrap_pyfunction!(check_bind, m)?)?;
     Ok(())
 }

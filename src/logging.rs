@@ -148,6 +148,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// The access log: a line per request, to standard output or a file.
 pub struct AccessLog {
+    target: String,
     out: Mutex<Box<dyn Write + Send>>,
 }
 
@@ -210,7 +211,14 @@ fn escape(bytes: &[u8]) -> String {
 impl AccessLog {
     /// Opens the access log: `-` is standard output, anything else a file appended to.
     pub fn open(target: &str) -> io::Result<Self> {
-        let out: Box<dyn Write + Send> = if target == "-" {
+        Ok(AccessLog {
+            target: target.to_string(),
+            out: Mutex::new(Self::writer(target)?),
+        })
+    }
+
+    fn writer(target: &str) -> io::Result<Box<dyn Write + Send>> {
+        Ok(if target == "-" {
             Box::new(io::stdout())
         } else {
             let file = std::fs::OpenOptions::new()
@@ -218,10 +226,16 @@ impl AccessLog {
                 .append(true)
                 .open(target)?;
             Box::new(io::LineWriter::new(file))
-        };
-        Ok(AccessLog {
-            out: Mutex::new(out),
         })
+    }
+
+    /// Opens the file again (after logrotate moved it away).
+    pub fn reopen(&self) -> io::Result<()> {
+        if self.target != "-" {
+            let fresh = Self::writer(&self.target)?;
+            *self.out.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        }
+        Ok(())
     }
 
     /// Writes the line of a finished request.

@@ -1,8 +1,8 @@
 """Type stubs for the Rust extension module ``tidegate._tidegate``."""
 
-from typing import Any, Callable, Iterator, List, Optional, final
+from typing import Any, Callable, Dict, Iterator, List, Optional, final
 
-__all__ = ["ClientDisconnected", "FileWrapper", "__version__", "check_bind", "serve"]
+__all__ = ["ClientDisconnected", "FileWrapper", "__version__", "check_bind", "serve", "supervise"]
 
 __version__: str
 
@@ -30,6 +30,27 @@ def serve(
     log_level: str,
 ) -> None:
     """Serve ``app`` until a signal handler raises; re-raises that exception."""
+
+def supervise(
+    loader: Callable[[], Callable[..., Any]],
+    *,
+    binds: List[str],
+    threads: int,
+    workers: int,
+    access_log: Optional[str],
+    log_level: str,
+    timeout: float,
+    graceful_timeout: float,
+    max_requests: int,
+    max_requests_jitter: int,
+    max_rss: int,
+    reload: bool,
+    pid_file: Optional[str],
+    backlog: int,
+    umask: Optional[int],
+    hooks: Dict[str, Optional[Callable[..., Any]]],
+) -> int:
+    """Run the supervisor and its workers; return the exit status."""
 
 def check_bind(address: str) -> None:
     """Raise ValueError naming the problem if ``address`` is not a valid bind address."""

@@ -12,14 +12,15 @@ use) end in one message naming the problem and a non-zero exit status:
 from __future__ import annotations
 
 import argparse
+import functools
 import os
-import signal
 import sys
-from typing import List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
-from tidegate import DEFAULT_BIND, LOG_LEVELS, __version__, serve
-from tidegate._tidegate import check_bind
-from tidegate.loader import AppLoadError, load_app
+from tidegate import DEFAULT_BIND, LOG_LEVELS, __version__
+from tidegate._process import load_hooks
+from tidegate._tidegate import check_bind, supervise
+from tidegate.loader import AppLoadError, check_findable, load_app
 
 EXIT_SERVER_ERROR = 1
 EXIT_APP_LOAD_ERROR = 4
@@ -52,6 +53,84 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="number of Python threads running the application (default 1)",
+    )
+    parser.add_argument(
+        "-w",
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="number of worker processes (default 1)",
+    )
+    parser.add_argument(
+        "--preload",
+        action="store_true",
+        help="load the app once in the supervisor before forking the workers "
+        "(memory shared copy-on-write; a reload then keeps the old code)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="S",
+        help="a request running longer than S seconds is hung: its Python stack is logged, "
+        "the client gets a 504 and the worker is replaced; 0 disables (default 30)",
+    )
+    parser.add_argument(
+        "--graceful-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="S",
+        help="how long a stop or reload waits for in-flight requests (default 30)",
+    )
+    parser.add_argument(
+        "--max-requests",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="replace a worker after it served N requests; 0 disables (default 0)",
+    )
+    parser.add_argument(
+        "--max-requests-jitter",
+        type=_non_negative_int,
+        default=0,
+        metavar="J",
+        help="add a random 0..J to each worker's --max-requests so they do not all restart together",
+    )
+    parser.add_argument(
+        "--max-rss",
+        type=_non_negative_int,
+        default=0,
+        metavar="MIB",
+        help="replace a worker whose resident memory exceeds MIB mebibytes; 0 disables",
+    )
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="development: restart workers when a Python file of the app changes",
+    )
+    parser.add_argument(
+        "--pid", metavar="FILE", help="write the supervisor's process id to FILE"
+    )
+    parser.add_argument(
+        "--backlog",
+        type=_positive_int,
+        default=2048,
+        metavar="N",
+        help="connections the kernel queues before they are accepted (default 2048)",
+    )
+    parser.add_argument(
+        "--umask",
+        type=_octal,
+        default=None,
+        metavar="MASK",
+        help="umask (octal, e.g. 007) for unix socket files",
+    )
+    parser.add_argument(
+        "--hooks",
+        metavar="MODULE_OR_FILE",
+        help="a module or .py file defining post_fork, worker_exit, pre_request and/or "
+        "post_request (gunicorn's server hooks)",
     )
     parser.add_argument(
         "--chdir", metavar="DIR", help="change to DIR before loading the app (added to sys.path)"
@@ -94,6 +173,36 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _octal(text: str) -> int:
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mask like 007") from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a mask between 000 and 777")
+    return value
+
+
 def _python_paths(values: Sequence[str]) -> List[str]:
     paths = []
     for value in values:
@@ -125,25 +234,64 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
 
+    if options.reload and options.preload:
+        parser.error("--reload cannot be used with --preload (a preloaded app cannot be re-imported)")
+
     try:
-        app = load_app(options.app)
-    except AppLoadError as error:
-        print(f"tidegate: error: {error}", file=sys.stderr)
-        sys.exit(EXIT_APP_LOAD_ERROR)
+        hooks = load_hooks(options.hooks)
+    except Exception as error:  # noqa: BLE001 - any failure in the user's hooks file
+        parser.error(f"argument --hooks: cannot load {options.hooks!r}: {error}")
+
+    if options.preload:
+        try:
+            app = load_app(options.app)
+        except AppLoadError as error:
+            print(f"tidegate: error: {error}", file=sys.stderr)
+            sys.exit(EXIT_APP_LOAD_ERROR)
+        loader = functools.partial(_preloaded, app)
+    else:
+        try:
+            check_findable(options.app)
+        except AppLoadError as error:
+            print(f"tidegate: error: {error}", file=sys.stderr)
+            sys.exit(EXIT_APP_LOAD_ERROR)
+        loader = functools.partial(_load_in_worker, options.app)
 
     access_log = options.access_logfile or ("-" if options.access_log else None)
-
-    # SIGTERM asks for a graceful stop, like SIGINT: the engine polls for signals, stops
-    # accepting, finishes in-flight requests and returns.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        serve(app, binds, options.threads, access_log=access_log, log_level=options.log_level)
-    except KeyboardInterrupt:
-        sys.exit(0)
+        code = supervise(
+            loader,
+            binds=binds,
+            threads=options.threads,
+            workers=options.workers,
+            access_log=access_log,
+            log_level=options.log_level,
+            timeout=options.timeout,
+            graceful_timeout=options.graceful_timeout,
+            max_requests=options.max_requests,
+            max_requests_jitter=options.max_requests_jitter,
+            max_rss=options.max_rss,
+            reload=options.reload,
+            pid_file=options.pid,
+            backlog=options.backlog,
+            umask=options.umask,
+            hooks=hooks,
+        )
     except OSError as error:
         print(f"tidegate: error: {error}", file=sys.stderr)
         sys.exit(EXIT_SERVER_ERROR)
+    sys.exit(code)
 
 
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+def _preloaded(app: Callable[..., Any]) -> Callable[..., Any]:
+    return app
+
+
+def _load_in_worker(spec: str) -> Callable[..., Any]:
+    """Runs in each worker (without --preload): a failure ends the worker with status 4,
+    which the supervisor reports and, at start-up, exits with."""
+    try:
+        return load_app(spec)
+    except AppLoadError as error:
+        print(f"tidegate: error: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_APP_LOAD_ERROR) from None

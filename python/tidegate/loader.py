@@ -19,7 +19,7 @@ import sys
 import traceback
 from typing import Any, Callable
 
-__all__ = ["AppLoadError", "load_app"]
+__all__ = ["AppLoadError", "check_findable", "load_app"]
 
 # Names tried, in order, when APP names only a module.
 DEFAULT_ATTRIBUTES = ("application", "app")
@@ -46,6 +46,24 @@ def load_app(spec: str) -> Callable[..., Any]:
             "a WSGI application is a callable taking (environ, start_response)"
         )
     return app
+
+
+def check_findable(spec: str) -> None:
+    """Fail early, without running any of the app's code, when the top-level module of
+    ``spec`` is nowhere on sys.path (the usual typo). Everything else is checked when a
+    worker imports the app."""
+    module_name = spec.partition(":")[0].strip()
+    if not module_name:
+        raise AppLoadError(f"APP {spec!r} names no module; expected MODULE or MODULE:ATTRIBUTE")
+    top_level = module_name.split(".")[0]
+    if top_level in sys.modules:
+        return
+    import importlib.machinery
+
+    if importlib.machinery.PathFinder.find_spec(top_level, sys.path) is None:
+        raise AppLoadError(
+            f"no module named {top_level!r} (APP {spec!r}); searched sys.path: {sys.path!r}"
+        )
 
 
 def _import(module_name: str, spec: str) -> Any:

@@ -235,10 +235,14 @@ impl<S: Socket> Connection<S> {
             peer: self.peer.clone(),
             listener: Arc::clone(&self.listener),
         };
+        let (overdue_tx, mut overdue) = oneshot::channel::<()>();
         let exchange = Exchange {
             head,
             body,
             sink: Box::new(HttpSink::new(events_tx, is_head)),
+            on_overdue: Some(Box::new(move || {
+                let _ = overdue_tx.send(());
+            })),
         };
         if !self.ctx.dispatch(exchange) {
             self.reject(Rejection {
@@ -257,9 +261,25 @@ impl<S: Socket> Connection<S> {
             body_bytes: 0,
             keep_alive,
         };
+        let mut overdue_armed = true;
         let end = loop {
             tokio::select! {
                 biased;
+                fired = &mut overdue, if overdue_armed => {
+                    overdue_armed = false;
+                    if fired.is_ok() {
+                        // The app ran past --timeout: answer for it if nothing went out yet;
+                        // either way this connection is done.
+                        if response.framing.is_none() && self.out.is_empty() {
+                            self.reject(Rejection {
+                                status: 504,
+                                detail: "the application did not answer within --timeout".into(),
+                            })
+                            .await;
+                        }
+                        return Ok(false);
+                    }
+                }
                 event = events.recv() => {
                     if let Some(end) = self.on_events(event, &mut events, &mut response, &pump).await? {
                         break end;
@@ -473,6 +493,7 @@ fn reason_phrase(status: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         _ => "Error",
     }

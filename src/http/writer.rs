@@ -37,6 +37,11 @@ impl OutQueue {
         }
     }
 
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.staging.is_empty() && self.queue.is_empty()
+    }
+
     /// The buffer small writes go to (after everything already queued).
     pub fn staging(&mut self) -> &mut BytesMut {
         &mut self.staging

@@ -10,7 +10,7 @@ use socket2::{Domain, SockAddr, Socket, Type};
 use crate::gateway::ListenerInfo;
 
 /// Connections the kernel may queue before they are accepted (gunicorn's default).
-const BACKLOG: i32 = 2048;
+pub const DEFAULT_BACKLOG: i32 = 2048;
 /// The port used when an address names none (gunicorn's default).
 const DEFAULT_PORT: u16 = 8000;
 
@@ -100,20 +100,38 @@ pub fn parse_bind(text: &str) -> Result<BindAddress, String> {
 pub enum Listener {
     /// TCP.
     Tcp(std::net::TcpListener),
-    /// A unix socket, with its path (removed again at shutdown).
-    Unix(std::os::unix::net::UnixListener, PathBuf),
+    /// A unix socket, with the path to remove at shutdown (none for sockets systemd owns).
+    Unix(std::os::unix::net::UnixListener, Option<PathBuf>),
+}
+
+/// How listening sockets are opened.
+#[derive(Debug, Clone, Copy)]
+pub struct BindOptions {
+    /// `--backlog`.
+    pub backlog: i32,
+    /// `--umask` applied while a unix socket file is created.
+    pub umask: Option<u32>,
+}
+
+impl Default for BindOptions {
+    fn default() -> Self {
+        BindOptions {
+            backlog: DEFAULT_BACKLOG,
+            umask: None,
+        }
+    }
 }
 
 /// Opens the listening socket for `address`.
-pub fn open(address: &BindAddress) -> Result<(Listener, ListenerInfo), String> {
+pub fn open(
+    address: &BindAddress,
+    options: BindOptions,
+) -> Result<(Listener, ListenerInfo), String> {
     match address {
-        BindAddress::Tcp { host, port } => {
-            open_tcp(host, *port).map_err(|e| format!("could not bind {address}: {e}"))
-        }
-        BindAddress::Unix(path) => {
-            open_unix(path).map_err(|e| format!("could not bind {address}: {e}"))
-        }
+        BindAddress::Tcp { host, port } => open_tcp(host, *port, options.backlog),
+        BindAddress::Unix(path) => open_unix(path, options),
     }
+    .map_err(|e| format!("could not bind {address}: {e}"))
 }
 
 fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
@@ -135,7 +153,7 @@ fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
         })
 }
 
-fn open_tcp(host: &str, port: u16) -> io::Result<(Listener, ListenerInfo)> {
+fn open_tcp(host: &str, port: u16, backlog: i32) -> io::Result<(Listener, ListenerInfo)> {
     let addr = resolve(host, port)?;
     let socket = Socket::new(
         Domain::for_address(addr),
@@ -147,24 +165,28 @@ fn open_tcp(host: &str, port: u16) -> io::Result<(Listener, ListenerInfo)> {
         socket.set_only_v6(true)?;
     }
     socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
+    socket.listen(backlog)?;
     socket.set_nonblocking(true)?;
     let listener: std::net::TcpListener = socket.into();
-    let local = listener.local_addr()?;
+    let info = listener_info_for_tcp(listener.local_addr()?);
+    Ok((Listener::Tcp(listener), info))
+}
+
+/// What the environ and the log say about a TCP listener bound to `local`.
+pub fn listener_info_for_tcp(local: SocketAddr) -> ListenerInfo {
     let display = match local {
         SocketAddr::V6(v6) => format!("http://[{}]:{}", v6.ip(), v6.port()),
         SocketAddr::V4(v4) => format!("http://{v4}"),
     };
-    let info = ListenerInfo {
+    ListenerInfo {
         server_name: local.ip().to_string(),
         server_port: local.port().to_string(),
         url_scheme: "http",
         display,
-    };
-    Ok((Listener::Tcp(listener), info))
+    }
 }
 
-fn open_unix(path: &std::path::Path) -> io::Result<(Listener, ListenerInfo)> {
+fn open_unix(path: &std::path::Path, options: BindOptions) -> io::Result<(Listener, ListenerInfo)> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
         if !meta.file_type().is_socket() {
@@ -183,8 +205,21 @@ fn open_unix(path: &std::path::Path) -> io::Result<(Listener, ListenerInfo)> {
         std::fs::remove_file(path)?;
     }
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-    socket.bind(&SockAddr::unix(path)?)?;
-    socket.listen(BACKLOG)?;
+    let address = SockAddr::unix(path)?;
+    let bound = match options.umask {
+        // The socket file's permissions come from the umask in force at bind(2).
+        Some(mask) => {
+            // SAFETY: umask(2) cannot fail; the previous mask is restored right after.
+            let previous = unsafe { libc::umask(mask as libc::mode_t) };
+            let bound = socket.bind(&address);
+            // SAFETY: as above.
+            unsafe { libc::umask(previous) };
+            bound
+        }
+        None => socket.bind(&address),
+    };
+    bound?;
+    socket.listen(options.backlog)?;
     socket.set_nonblocking(true)?;
     let listener: std::os::unix::net::UnixListener = socket.into();
     let info = ListenerInfo {
@@ -193,7 +228,7 @@ fn open_unix(path: &std::path::Path) -> io::Result<(Listener, ListenerInfo)> {
         url_scheme: "http",
         display: format!("unix:{}", path.display()),
     };
-    Ok((Listener::Unix(listener, path.to_path_buf()), info))
+    Ok((Listener::Unix(listener, Some(path.to_path_buf())), info))
 }
 
 #[cfg(test)]
@@ -241,9 +276,11 @@ mod tests {
 
     #[test]
     fn a_port_in_use_is_a_clear_error() {
-        let (first, info) = open(&tcp("127.0.0.1", 0)).unwrap();
+        let (first, info) = open(&tcp("127.0.0.1", 0), BindOptions::default()).unwrap();
         let port: u16 = info.server_port.parse().unwrap();
-        let error = open(&tcp("127.0.0.1", port)).err().unwrap();
+        let error = open(&tcp("127.0.0.1", port), BindOptions::default())
+            .err()
+            .unwrap();
         assert!(
             error.starts_with(&format!("could not bind 127.0.0.1:{port}: ")),
             "{error}"

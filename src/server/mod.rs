@@ -1,38 +1,42 @@
-//! The server: listening sockets, the I/O runtime, the Python threads, and a lifecycle
-//! that finishes in-flight requests before it stops.
+//! The server: listening sockets, processes, and a lifecycle that drops no request.
 //!
-//! [`run`] is called on a Python thread (normally the main one). It starts everything,
-//! then waits with the GIL released, waking a few times a second to let Python run its
-//! signal handlers: SIGINT (and SIGTERM, which the CLI maps to it) raise there, and the
-//! server then stops accepting, lets running requests finish, and returns the exception.
+//! Two ways to run:
+//! - [`serve`]: one process (the Python API `tidegate.serve`). It waits with the GIL
+//!   released, waking a few times a second to let Python run its signal handlers; when one
+//!   raises (SIGINT's KeyboardInterrupt), it stops gracefully and returns the exception.
+//! - [`supervisor::run`]: the command line's process model, a supervisor that owns the
+//!   listening sockets and forks worker processes ([`worker`]), each running an
+//!   [`engine::Engine`].
 
+pub mod accept;
 pub mod bind;
+pub mod control;
+pub mod engine;
+pub mod monitor;
 pub mod pool;
+pub mod supervisor;
+pub mod systemd;
+pub mod worker;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
-use tokio::sync::{watch, Notify};
 
-use crate::gateway::{ListenerInfo, Peer};
-use crate::http::conn::{serve_connection, Socket};
-use crate::http::ConnContext;
-use crate::logging::AccessLog;
-use crate::wsgi::{Bridge, BridgeOptions};
-use bind::Listener;
-use pool::WorkerPool;
+use crate::gateway::ListenerInfo;
+use bind::{BindOptions, Listener};
+use engine::{Engine, EngineOptions, StopMode};
 
-/// How often the waiting thread lets Python handle signals.
-const SIGNAL_POLL: Duration = Duration::from_millis(50);
+/// How often a waiting main thread lets Python handle signals.
+pub const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
-/// What `serve` was asked to do.
+/// What every mode shares: where to listen, how to serve, how to log.
+#[derive(Clone)]
 pub struct ServerConfig {
     /// `--bind` values.
     pub binds: Vec<String>,
-    /// Python threads running the app.
+    /// Python threads running the app, per process.
     pub threads: usize,
     /// `-` for stdout, a path, or `None` for no access log.
     pub access_log: Option<String>,
@@ -40,45 +44,15 @@ pub struct ServerConfig {
     pub log_level: String,
     /// How long a stop waits for in-flight requests.
     pub graceful_timeout: Duration,
+    /// Listening socket options.
+    pub bind_options: BindOptions,
 }
 
-/// Counts open connections so a stop can wait for them.
-#[derive(Default)]
-struct ConnectionCount {
-    open: AtomicUsize,
-    closed: Notify,
-}
-
-struct ConnectionGuard(Arc<ConnectionCount>);
-
-impl ConnectionCount {
-    fn enter(self: &Arc<Self>) -> ConnectionGuard {
-        self.open.fetch_add(1, Ordering::SeqCst);
-        ConnectionGuard(Arc::clone(self))
-    }
-
-    async fn wait_idle(&self) {
-        loop {
-            let notified = self.closed.notified();
-            if self.open.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.closed.notify_waiters();
-        }
-    }
-}
-
-/// Serves `app` until a Python signal handler raises; returns that exception.
-pub fn run(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<()> {
-    crate::logging::init(&config.log_level).map_err(PyValueError::new_err)?;
+/// Opens every `--bind` address. Errors name the address and the reason.
+pub fn open_listeners(
+    py: Python<'_>,
+    config: &ServerConfig,
+) -> PyResult<Vec<(Listener, ListenerInfo)>> {
     let addresses = config
         .binds
         .iter()
@@ -89,187 +63,66 @@ pub fn run(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<()>
         .collect::<PyResult<Vec<_>>>()?;
     let mut listeners = Vec::with_capacity(addresses.len());
     for address in &addresses {
+        let options = config.bind_options;
         let opened = py
-            .detach(|| bind::open(address))
+            .detach(|| bind::open(address, options))
             .map_err(PyOSError::new_err)?;
         listeners.push(opened);
     }
-    let access_log = match &config.access_log {
-        Some(target) => Some(Arc::new(AccessLog::open(target).map_err(|e| {
-            PyOSError::new_err(format!("could not open access log {target:?}: {e}"))
-        })?)),
-        None => None,
-    };
+    Ok(listeners)
+}
 
-    let bridge = Arc::new(Bridge::new(
+/// Unix socket paths to remove when the server stops.
+pub fn socket_paths(listeners: &[(Listener, ListenerInfo)]) -> Vec<std::path::PathBuf> {
+    listeners
+        .iter()
+        .filter_map(|(listener, _)| match listener {
+            Listener::Unix(_, Some(path)) => Some(path.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Serves `app` in this process until a Python signal handler raises; returns that
+/// exception after a graceful stop.
+pub fn serve(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<()> {
+    crate::logging::init(&config.log_level).map_err(PyValueError::new_err)?;
+    let listeners = open_listeners(py, &config)?;
+    let unix_paths = socket_paths(&listeners);
+    tracing::info!("Starting tidegate {}", env!("CARGO_PKG_VERSION"));
+    for (_, info) in &listeners {
+        tracing::info!("Listening at: {} ({})", info.display, std::process::id());
+    }
+    let engine = Engine::start(
         py,
         app,
-        BridgeOptions {
-            multithread: config.threads > 1,
+        listeners
+            .into_iter()
+            .map(|(l, i)| (l, Arc::new(i)))
+            .collect(),
+        EngineOptions {
+            threads: config.threads,
             multiprocess: false,
+            monitor: None,
+            hooks: Default::default(),
+            access_log: config.access_log.clone(),
         },
-    )?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("tidegate-io")
-        .enable_all()
-        .build()
-        .map_err(|e| PyOSError::new_err(format!("could not start the I/O runtime: {e}")))?;
-    let pool = WorkerPool::start(bridge, config.threads)
-        .map_err(|e| PyOSError::new_err(format!("could not start Python threads: {e}")))?;
-
-    tracing::info!("Starting tidegate {}", env!("CARGO_PKG_VERSION"));
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let connections = Arc::new(ConnectionCount::default());
-    let mut unix_paths = Vec::new();
-    for (listener, info) in listeners {
-        tracing::info!("Listening at: {} ({})", info.display, std::process::id());
-        if let Listener::Unix(_, path) = &listener {
-            unix_paths.push(path.clone());
-        }
-        let ctx = Arc::new(ConnContext {
-            listener: Arc::new(info),
-            shutdown: shutdown_rx.clone(),
-            access_log: access_log.clone(),
-            dispatcher: pool.sender(),
-        });
-        runtime.spawn(accept_loop(listener, ctx, Arc::clone(&connections)));
-    }
+    )?;
     tracing::info!(
         "Using {} Python thread{}",
         config.threads,
         if config.threads == 1 { "" } else { "s" }
     );
-
     let interrupt = loop {
         py.detach(|| std::thread::sleep(SIGNAL_POLL));
         if let Err(error) = py.check_signals() {
             break error;
         }
     };
-
     tracing::info!("Shutting down: {}", interrupt.value(py));
-    let _ = shutdown_tx.send(true);
-    let started = Instant::now();
-    let drained = py.detach(|| {
-        runtime.block_on(async {
-            tokio::time::timeout(config.graceful_timeout, connections.wait_idle())
-                .await
-                .is_ok()
-        })
-    });
-    if !drained {
-        tracing::warn!(
-            "Graceful timeout ({}s) reached with {} connection(s) still open; closing them",
-            config.graceful_timeout.as_secs(),
-            connections.open.load(Ordering::SeqCst)
-        );
-    }
-    let left = config.graceful_timeout.saturating_sub(started.elapsed());
-    let busy = pool.stop(py, left.max(Duration::from_millis(100)));
-    if busy > 0 {
-        tracing::warn!("{busy} Python thread(s) still running a request at exit");
-    }
-    py.detach(|| runtime.shutdown_timeout(Duration::from_secs(1)));
+    engine.stop(py, StopMode::Graceful(config.graceful_timeout));
     for path in unix_paths {
         let _ = std::fs::remove_file(path);
     }
     Err(interrupt)
-}
-
-async fn accept_loop(listener: Listener, ctx: Arc<ConnContext>, connections: Arc<ConnectionCount>) {
-    match listener {
-        Listener::Tcp(std_listener) => {
-            let listener = match tokio::net::TcpListener::from_std(std_listener) {
-                Ok(listener) => listener,
-                Err(error) => {
-                    return tracing::error!(
-                        "Could not use listener {}: {error}",
-                        ctx.listener.display
-                    )
-                }
-            };
-            let (listener, info) = (&listener, &ctx.listener);
-            serve_accepted(&ctx, &connections, move || async move {
-                let (stream, peer) = listener.accept().await?;
-                let _ = stream.set_nodelay(true);
-                let server = server_address(info, stream.local_addr().ok());
-                Ok((stream, Peer::Tcp(peer), server))
-            })
-            .await;
-        }
-        Listener::Unix(std_listener, _) => {
-            let listener = match tokio::net::UnixListener::from_std(std_listener) {
-                Ok(listener) => listener,
-                Err(error) => {
-                    return tracing::error!(
-                        "Could not use listener {}: {error}",
-                        ctx.listener.display
-                    )
-                }
-            };
-            let (listener, info) = (&listener, &ctx.listener);
-            serve_accepted(&ctx, &connections, move || async move {
-                let (stream, _) = listener.accept().await?;
-                Ok((stream, Peer::Unix, Arc::clone(info)))
-            })
-            .await;
-        }
-    }
-}
-
-/// Accepts connections with `accept` and serves each in its own task, until shutdown.
-/// Returning drops the listener, so new connections are refused from then on.
-async fn serve_accepted<S, F, Fut>(
-    ctx: &Arc<ConnContext>,
-    connections: &Arc<ConnectionCount>,
-    mut accept: F,
-) where
-    S: Socket,
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::io::Result<(S, Peer, Arc<ListenerInfo>)>>,
-{
-    let mut shutdown = ctx.shutdown.clone();
-    loop {
-        tokio::select! {
-            accepted = accept() => match accepted {
-                Ok((stream, peer, server)) => {
-                    let guard = connections.enter();
-                    let ctx = Arc::clone(ctx);
-                    tokio::spawn(async move {
-                        serve_connection(stream, peer, server, ctx).await;
-                        drop(guard);
-                    });
-                }
-                Err(error) => accept_failed(&ctx.listener, error).await,
-            },
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// The server address a connection reports: the listener's, unless the listener is bound
-/// to a wildcard address (0.0.0.0, ::), where the address the client reached says more.
-fn server_address(
-    listener: &Arc<ListenerInfo>,
-    local: Option<std::net::SocketAddr>,
-) -> Arc<ListenerInfo> {
-    match local {
-        Some(local) if listener.server_name == "0.0.0.0" || listener.server_name == "::" => {
-            Arc::new(ListenerInfo {
-                server_name: local.ip().to_canonical().to_string(),
-                server_port: listener.server_port.clone(),
-                url_scheme: listener.url_scheme,
-                display: listener.display.clone(),
-            })
-        }
-        _ => Arc::clone(listener),
-    }
-}
-
-/// accept() failures are usually transient (out of file descriptors, a connection reset
-/// before it was accepted): log and pause briefly instead of spinning.
-async fn accept_failed(listener: &ListenerInfo, error: std::io::Error) {
-    tracing::error!("accept() failed on {}: {error}", listener.display);
-    tokio::time::sleep(Duration::from_millis(100)).await;
 }

@@ -10,9 +10,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use pyo3::Python;
+use pyo3::prelude::*;
 
 use crate::gateway::Exchange;
+use crate::server::monitor::Monitor;
 use crate::wsgi::Bridge;
 
 /// The running Python threads.
@@ -22,17 +23,23 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
-    /// Starts `count` threads running requests through `bridge`.
-    pub fn start(bridge: Arc<Bridge>, count: usize) -> std::io::Result<Self> {
+    /// Starts `count` threads running requests through `bridge`, reporting to `monitor`
+    /// when the process is a supervised worker.
+    pub fn start(
+        bridge: Arc<Bridge>,
+        count: usize,
+        monitor: Option<Arc<Monitor>>,
+    ) -> std::io::Result<Self> {
         let (sender, receiver) = crossbeam_channel::unbounded::<Exchange>();
         let mut threads = Vec::with_capacity(count);
         for index in 0..count {
             let bridge = Arc::clone(&bridge);
             let receiver = receiver.clone();
+            let monitor = monitor.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("tidegate-py-{index}"))
-                    .spawn(move || run_thread(&bridge, &receiver))?,
+                    .spawn(move || run_thread(index, &bridge, &receiver, monitor.as_deref()))?,
             );
         }
         Ok(WorkerPool {
@@ -64,14 +71,38 @@ impl WorkerPool {
     }
 }
 
-fn run_thread(bridge: &Bridge, requests: &Receiver<Exchange>) {
-    Python::attach(|py| loop {
-        let Ok(exchange) = py.detach(|| requests.recv()) else {
-            return;
-        };
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| bridge.handle(py, exchange)));
-        if outcome.is_err() {
-            tracing::error!("Internal error while handling a request (a bug in tidegate); the connection was closed");
+fn run_thread(
+    index: usize,
+    bridge: &Bridge,
+    requests: &Receiver<Exchange>,
+    monitor: Option<&Monitor>,
+) {
+    Python::attach(|py| {
+        if let Some(monitor) = monitor {
+            let ident = py
+                .import("threading")
+                .and_then(|t| t.call_method0("get_ident"))
+                .and_then(|i| i.extract::<u64>());
+            if let Ok(ident) = ident {
+                monitor.register_thread(index, ident);
+            }
+        }
+        loop {
+            let Ok(mut exchange) = py.detach(|| requests.recv()) else {
+                return;
+            };
+            if let Some(monitor) = monitor {
+                let overdue = exchange.on_overdue.take();
+                monitor.begin(index, &exchange.head.method, &exchange.head.target, overdue);
+            }
+            let outcome =
+                std::panic::catch_unwind(AssertUnwindSafe(|| bridge.handle(py, exchange)));
+            if outcome.is_err() {
+                tracing::error!("Internal error while handling a request (a bug in tidegate); the connection was closed");
+            }
+            if let Some(monitor) = monitor {
+                monitor.end(index);
+            }
         }
     });
 }

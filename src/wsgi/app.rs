@@ -28,12 +28,27 @@ pub struct BridgeOptions {
     pub multithread: bool,
     /// More than one process runs the app.
     pub multiprocess: bool,
+    /// Hooks around each request.
+    pub hooks: RequestHooks,
+}
+
+/// gunicorn-style hooks around each request, set from Python.
+#[derive(Default)]
+pub struct RequestHooks {
+    /// The `worker` object the hooks receive (None in a lone server).
+    pub worker: Option<Py<PyAny>>,
+    /// `pre_request(worker, environ)`, before the app; an exception makes the response a 500.
+    pub pre_request: Option<Py<PyAny>>,
+    /// `post_request(worker, environ, status)` once the response is done; `status` is the
+    /// status code sent (0 if nothing was sent).
+    pub post_request: Option<Py<PyAny>>,
 }
 
 /// Runs requests through one WSGI application.
 pub struct Bridge {
     app: Py<PyAny>,
     environ: EnvironTemplate,
+    hooks: RequestHooks,
 }
 
 /// Why a request could not be answered as the app intended.
@@ -69,12 +84,18 @@ impl Bridge {
                 file_wrapper,
             },
         )?;
-        Ok(Bridge { app, environ })
+        Ok(Bridge {
+            app,
+            environ,
+            hooks: options.hooks,
+        })
     }
 
     /// Runs one request to its end. Never fails: every problem is logged and answered.
     pub fn handle(&self, py: Python<'_>, exchange: Exchange) {
-        let Exchange { head, body, sink } = exchange;
+        let Exchange {
+            head, body, sink, ..
+        } = exchange;
         let input = match body {
             RequestBody::Empty => Input::new(Bytes::new(), None),
             RequestBody::Complete(bytes) => Input::new(bytes, None),
@@ -115,6 +136,39 @@ impl Bridge {
             .environ
             .build(py, head, input)
             .map_err(Fault::Exception)?;
+        let worker = || {
+            self.hooks
+                .worker
+                .as_ref()
+                .map_or_else(|| py.None(), |w| w.clone_ref(py))
+        };
+        if let Some(pre_request) = &self.hooks.pre_request {
+            pre_request
+                .bind(py)
+                .call1((worker(), &environ))
+                .map_err(Fault::Exception)?;
+        }
+        let outcome = self.call_app(py, head, &environ, responder);
+        if let Some(post_request) = &self.hooks.post_request {
+            let status = responder.borrow().status();
+            if let Err(error) = post_request.bind(py).call1((worker(), &environ, status)) {
+                let fault = Fault::Rule(format!(
+                    "the post_request hook raised {}",
+                    describe_exception(py, &error)
+                ));
+                report(py, head, &fault);
+            }
+        }
+        outcome
+    }
+
+    fn call_app(
+        &self,
+        py: Python<'_>,
+        head: &RequestHead,
+        environ: &Bound<'_, pyo3::types::PyDict>,
+        responder: &Bound<'_, Responder>,
+    ) -> Result<(), Fault> {
         let start_response = responder
             .getattr(pyo3::intern!(py, "start_response"))
             .map_err(Fault::Exception)?;

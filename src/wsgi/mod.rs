@@ -13,4 +13,4 @@ pub mod head;
 pub mod input;
 pub mod responder;
 
-pub use app::{Bridge, BridgeOptions};
+pub use app::{Bridge, BridgeOptions, RequestHooks};

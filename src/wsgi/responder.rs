@@ -37,6 +37,8 @@ pub struct Responder {
     finished: bool,
     /// Body bytes handed to the sink.
     pub body_bytes: u64,
+    /// The status code sent (0 until the head goes out).
+    status: u16,
 }
 
 /// What went wrong while sending body bytes.
@@ -60,7 +62,13 @@ impl Responder {
             bodiless: false,
             finished: false,
             body_bytes: 0,
+            status: 0,
         }
+    }
+
+    /// The status code sent, or 0 if no head was sent.
+    pub fn status(&self) -> u16 {
+        self.status
     }
 
     /// Whether the head has gone to the client.
@@ -97,6 +105,7 @@ impl Responder {
         if head.content_length.is_none() && self.single_chunk {
             head.content_length = first_chunk.map(|n| n as u64);
         }
+        self.status = head.status;
         self.bodiless = !crate::http::response::status_allows_body(head.status);
         self.remaining = if self.bodiless {
             None
@@ -161,6 +170,7 @@ impl Responder {
                 "the application returned without calling start_response()".into(),
             ));
         };
+        self.status = head.status;
         let bodiless = !crate::http::response::status_allows_body(head.status);
         if bodiless || !self.sink.wants_body() {
             // No body goes out (1xx/204/304, or a HEAD request, whose app may declare the
@@ -291,6 +301,7 @@ impl Responder {
             content_length: Some(body.len() as u64),
             close_connection: false,
         };
+        self.status = 500;
         self.headers_sent = true;
         // A client that is gone cannot be told; nothing else to do.
         let _ = self.sink.send_complete(py, head, vec![body]);

@@ -110,6 +110,23 @@ class Server:
                 raise AssertionError(f"log never matched {pattern!r}:\n{self.log}")
             time.sleep(0.02)
 
+    def worker_pids(self, count: int = 1, timeout: float = 10.0) -> List[int]:
+        """PIDs of the worker processes (the supervisor's children), once there are at
+        least ``count`` of them and each has said it is ready."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with open(f"/proc/{self.pid}/task/{self.pid}/children") as children:
+                    pids = [int(pid) for pid in children.read().split()]
+            except OSError:
+                pids = []
+            ready = [pid for pid in pids if f"Worker {pid} is ready" in self.log]
+            if len(ready) >= count:
+                return ready
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} ready worker(s), have {ready}:\n{self.log}")
+            time.sleep(0.02)
+
     def connect(self, timeout: float = 10.0) -> socket.socket:
         """A raw TCP connection to the server (closed by :meth:`stop` if still open:
         an unclosed socket is a ResourceWarning, and warnings are errors)."""

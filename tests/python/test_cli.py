@@ -141,36 +141,54 @@ def test_bad_bind_exits_2_naming_it(bind):
 # --- loading the APP ------------------------------------------------------------------------
 
 
-def test_missing_module_exits_4():
-    result = run_cli("--bind", "127.0.0.1:0", "tidegate_no_such_module:app")
+@pytest.fixture(params=["workers", "preload"])
+def load_mode(request):
+    """APP loading happens in each worker by default, in the supervisor with --preload."""
+    return request.param
+
+
+def run_load(mode, app, early=False):
+    """Run tidegate on an APP that cannot load; return (result, the error text). ``early``:
+    the problem is caught before anything starts, in both modes."""
+    options = ["--preload"] if mode == "preload" else []
+    result = run_cli("--bind", "127.0.0.1:0", *options, app)
     assert result.returncode == 4, (result.returncode, result.stderr)
-    assert result.stderr.startswith("tidegate: error:"), result.stderr
-    assert "tidegate_no_such_module" in result.stderr
-    assert "Listening at" not in result.stderr
+    assert "panicked" not in result.stderr
+    assert result.stderr.count("tidegate: error:") == 1, result.stderr
+    error = result.stderr[result.stderr.index("tidegate: error:"):]
+    if mode == "preload" or early:
+        # Caught before anything starts: the error is all there is.
+        assert result.stderr.startswith("tidegate: error:"), result.stderr
+        assert "Listening at" not in result.stderr
+    else:
+        # The worker reports the error; the supervisor says why it stops.
+        assert "could not load the application; stopping" in result.stderr, result.stderr
+    return result, error
+
+
+def test_missing_module_exits_4_before_starting(load_mode):
+    # A module that is nowhere on sys.path is caught before the supervisor starts.
+    result, error = run_load(load_mode, "tidegate_no_such_module:app", early=True)
+    assert "tidegate_no_such_module" in error
     assert "Traceback" not in result.stderr  # a naming problem, not a crash
 
 
-def test_module_raising_at_import_exits_4_with_traceback():
-    result = run_cli("--bind", "127.0.0.1:0", "broken_import:application")
-    assert result.returncode == 4, (result.returncode, result.stderr)
-    assert result.stderr.startswith("tidegate: error:"), result.stderr
-    assert "broken_import" in result.stderr.splitlines()[0]
+def test_module_raising_at_import_exits_4_with_traceback(load_mode):
+    result, error = run_load(load_mode, "broken_import:application")
+    assert "broken_import" in error.splitlines()[0]
     source = (APPS_DIR / "broken_import.py").read_text().splitlines()
     line_number = next(i for i, line in enumerate(source, 1) if line.startswith("raise "))
-    assert "Traceback (most recent call last):" in result.stderr
-    assert f'broken_import.py", line {line_number}' in result.stderr, result.stderr
-    assert source[line_number - 1].strip() in result.stderr
-    assert "RuntimeError: broken_import fails at import time" in result.stderr
-    assert "Listening at" not in result.stderr
+    assert "Traceback (most recent call last):" in error
+    assert f'broken_import.py", line {line_number}' in error, error
+    assert source[line_number - 1].strip() in error
+    assert "RuntimeError: broken_import fails at import time" in error
 
 
-def test_missing_dependency_inside_module_shows_traceback():
-    result = run_cli("--bind", "127.0.0.1:0", "broken_dependency")
-    assert result.returncode == 4, (result.returncode, result.stderr)
-    assert result.stderr.startswith("tidegate: error:"), result.stderr
-    assert "Traceback (most recent call last):" in result.stderr
-    assert "broken_dependency.py\", line 3" in result.stderr
-    assert "No module named 'tidegate_test_missing_dependency'" in result.stderr
+def test_missing_dependency_inside_module_shows_traceback(load_mode):
+    result, error = run_load(load_mode, "broken_dependency")
+    assert "Traceback (most recent call last):" in error
+    assert "broken_dependency.py\", line 3" in error
+    assert "No module named 'tidegate_test_missing_dependency'" in error
 
 
 @pytest.mark.parametrize(
@@ -186,21 +204,17 @@ def test_missing_dependency_inside_module_shows_traceback():
         (":app", ["no module"]),
     ],
 )
-def test_bad_app_attribute_exits_4(app, expected):
-    result = run_cli("--bind", "127.0.0.1:0", app)
-    assert result.returncode == 4, (result.returncode, result.stderr)
-    assert result.stderr.startswith("tidegate: error:"), result.stderr
+def test_bad_app_attribute_exits_4(load_mode, app, expected):
+    result, error = run_load(load_mode, app, early=app.startswith(":"))
     for word in expected:
-        assert word in result.stderr, (word, result.stderr)
-    assert "Listening at" not in result.stderr
+        assert word in error, (word, error)
+    assert "Traceback" not in error  # naming problems need no traceback
 
 
-def test_failing_factory_exits_4_with_traceback():
-    result = run_cli("--bind", "127.0.0.1:0", "factory_app:failing_factory()")
-    assert result.returncode == 4, result.stderr
-    assert result.stderr.startswith("tidegate: error:"), result.stderr
-    assert "Traceback (most recent call last):" in result.stderr
-    assert "RuntimeError: the factory fails on purpose" in result.stderr
+def test_failing_factory_exits_4_with_traceback(load_mode):
+    result, error = run_load(load_mode, "factory_app:failing_factory()")
+    assert "Traceback (most recent call last):" in error
+    assert "RuntimeError: the factory fails on purpose" in error
 
 
 @pytest.mark.parametrize(
@@ -212,11 +226,9 @@ def test_failing_factory_exits_4_with_traceback():
         "factory_app:create(n=[x for x in range(3)])",
     ],
 )
-def test_non_literal_factory_arguments_are_rejected(app):
-    result = run_cli("--bind", "127.0.0.1:0", app)
-    assert result.returncode == 4, (result.returncode, result.stderr)
-    assert result.stderr.startswith("tidegate: error:"), result.stderr
-    assert "literal" in result.stderr, result.stderr
+def test_non_literal_factory_arguments_are_rejected(load_mode, app):
+    result, error = run_load(load_mode, app)
+    assert "literal" in error, error
     assert "SIDE-EFFECT" not in result.stdout  # the print() was never called
 
 
@@ -527,7 +539,7 @@ def test_default_log_level_shows_wsgi_errors(server_factory):
     server = server_factory("cli_apps")
     assert get_body(server, "/warn") == b"warned"
     server.wait_for_log(
-        rf"\[\d{{4}}-\d{{2}}-\d{{2}} \d{{2}}:\d{{2}}:\d{{2}} [+-]\d{{4}}\] \[{server.pid}\] "
+        rf"\[\d{{4}}-\d{{2}}-\d{{2}} \d{{2}}:\d{{2}}:\d{{2}} [+-]\d{{4}}\] \[{server.worker_pids()[0]}\] "
         r"\[WARNING\] \[wsgi\.errors\] a line for wsgi\.errors\n"
     )
 
@@ -543,8 +555,9 @@ def test_signal_stops_with_exit_0(server_factory, sig):
     assert "Traceback" not in server.log
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_lets_request_in_flight_finish(server_factory, sig):
+def test_sigterm_lets_request_in_flight_finish(server_factory):
+    """SIGTERM is the graceful stop (SIGINT and SIGQUIT are the quick one)."""
+    sig = signal.SIGTERM
     server = server_factory("cli_apps")
     result = {}
 
@@ -569,3 +582,23 @@ def test_signal_lets_request_in_flight_finish(server_factory, sig):
     # Stopped means stopped: nothing listens any more.
     with pytest.raises(OSError):
         socket.create_connection((server.host, server.port), timeout=2).close()
+
+
+def test_sigint_is_a_quick_stop(server_factory):
+    """SIGINT does not wait for a request in flight (gunicorn's quick shutdown)."""
+    server = server_factory("cli_apps")
+    thread = threading.Thread(target=lambda: _ignore_errors(http_get, server.host, server.port, "/sleep?3"))
+    thread.start()
+    server.wait_for_log(r"\[wsgi\.errors\] sleeping")
+    started = time.monotonic()
+    assert server.stop(signal.SIGINT) == 0, server.log
+    assert time.monotonic() - started < 2.5, "the quick stop waited for the request"
+    thread.join(10)
+    assert "Shutting down (quick)" in server.log
+
+
+def _ignore_errors(function, *args):
+    try:
+        function(*args)
+    except Exception:  # noqa: BLE001 - the request is cut on purpose
+        pass

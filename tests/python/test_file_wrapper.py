@@ -174,17 +174,19 @@ STRACE = shutil.which("strace")
 
 
 def traced(server, tmp_path):
-    """Attach strace (ours, by PID) to every thread of the server; wait until attached."""
+    """Attach strace (ours, by PID) to every thread of the server's worker process (the one
+    that writes responses); wait until attached."""
+    worker = server.worker_pids()[0]
     out = tmp_path / "strace.out"
     err = tmp_path / "strace.err"
     with open(err, "wb") as err_file:
         proc = subprocess.Popen([STRACE, "-f", "-qq", "-e", "trace=sendfile", "-o", str(out),
-                                 "-p", str(server.pid)],
+                                 "-p", str(worker)],
                                 stdout=subprocess.DEVNULL, stderr=err_file)
     # strace -qq hides "attached" messages; probe with /proc/PID/status TracerPid instead.
     deadline = time.monotonic() + 5
     while True:
-        with open(f"/proc/{server.pid}/status") as f:
+        with open(f"/proc/{worker}/status") as f:
             tracer = next(int(line.split()[1]) for line in f if line.startswith("TracerPid:"))
         if tracer == proc.pid:
             break

@@ -1,0 +1,156 @@
+//! Accepting connections on a listener and serving each in its own task.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::gateway::{ListenerInfo, Peer};
+use crate::http::conn::{serve_connection, Socket};
+use crate::http::ConnContext;
+use crate::server::bind::Listener;
+
+/// Counts open connections so a stop can wait for them.
+#[derive(Default)]
+pub struct ConnectionCount {
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+/// Held by a connection task while the connection is open.
+pub struct ConnectionGuard(Arc<ConnectionCount>);
+
+impl ConnectionCount {
+    /// Records a new open connection.
+    pub fn enter(self: &Arc<Self>) -> ConnectionGuard {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        ConnectionGuard(Arc::clone(self))
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when no connection is open.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.closed.notified();
+            if self.open.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.closed.notify_waiters();
+        }
+    }
+}
+
+/// Serves `listener` until shutdown.
+pub async fn accept_loop(
+    listener: Listener,
+    ctx: Arc<ConnContext>,
+    connections: Arc<ConnectionCount>,
+) {
+    match listener {
+        Listener::Tcp(std_listener) => {
+            let listener = match tokio::net::TcpListener::from_std(std_listener) {
+                Ok(listener) => listener,
+                Err(error) => {
+                    return tracing::error!(
+                        "Could not use listener {}: {error}",
+                        ctx.listener.display
+                    )
+                }
+            };
+            let (listener, info) = (&listener, &ctx.listener);
+            serve_accepted(&ctx, &connections, move || async move {
+                let (stream, peer) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                let server = server_address(info, stream.local_addr().ok());
+                Ok((stream, Peer::Tcp(peer), server))
+            })
+            .await;
+        }
+        Listener::Unix(std_listener, _) => {
+            let listener = match tokio::net::UnixListener::from_std(std_listener) {
+                Ok(listener) => listener,
+                Err(error) => {
+                    return tracing::error!(
+                        "Could not use listener {}: {error}",
+                        ctx.listener.display
+                    )
+                }
+            };
+            let (listener, info) = (&listener, &ctx.listener);
+            serve_accepted(&ctx, &connections, move || async move {
+                let (stream, _) = listener.accept().await?;
+                Ok((stream, Peer::Unix, Arc::clone(info)))
+            })
+            .await;
+        }
+    }
+}
+
+/// Accepts connections with `accept` and serves each in its own task, until shutdown.
+/// Returning drops the listener, so new connections are refused from then on.
+async fn serve_accepted<S, F, Fut>(
+    ctx: &Arc<ConnContext>,
+    connections: &Arc<ConnectionCount>,
+    mut accept: F,
+) where
+    S: Socket,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<(S, Peer, Arc<ListenerInfo>)>>,
+{
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = accept() => match accepted {
+                Ok((stream, peer, server)) => {
+                    let guard = connections.enter();
+                    let ctx = Arc::clone(ctx);
+                    tokio::spawn(async move {
+                        serve_connection(stream, peer, server, ctx).await;
+                        drop(guard);
+                    });
+                }
+                Err(error) => accept_failed(&ctx.listener, error).await,
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The server address a connection reports: the listener's, unless the listener is bound
+/// to a wildcard address (0.0.0.0, ::), where the address the client reached says more.
+fn server_address(
+    listener: &Arc<ListenerInfo>,
+    local: Option<std::net::SocketAddr>,
+) -> Arc<ListenerInfo> {
+    match local {
+        Some(local) if listener.server_name == "0.0.0.0" || listener.server_name == "::" => {
+            Arc::new(ListenerInfo {
+                server_name: local.ip().to_canonical().to_string(),
+                server_port: listener.server_port.clone(),
+                url_scheme: listener.url_scheme,
+                display: listener.display.clone(),
+            })
+        }
+        _ => Arc::clone(listener),
+    }
+}
+
+/// accept() failures are usually transient (out of file descriptors, a connection reset
+/// before it was accepted): log and pause briefly instead of spinning.
+async fn accept_failed(listener: &ListenerInfo, error: std::io::Error) {
+    tracing::error!("accept() failed on {}: {error}", listener.display);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}

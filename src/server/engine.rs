@@ -1,0 +1,151 @@
+//! The serving machinery of one process: the I/O runtime, the accept loops and the
+//! Python threads, started together and stopped together.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+use tokio::sync::watch;
+
+use crate::gateway::ListenerInfo;
+use crate::http::ConnContext;
+use crate::logging::AccessLog;
+use crate::server::accept::{accept_loop, ConnectionCount};
+use crate::server::bind::Listener;
+use crate::server::monitor::Monitor;
+use crate::server::pool::WorkerPool;
+use crate::wsgi::{Bridge, BridgeOptions, RequestHooks};
+
+/// What differs between a lone server and a supervised worker.
+pub struct EngineOptions {
+    /// Python threads running the app.
+    pub threads: usize,
+    /// `wsgi.multiprocess`.
+    pub multiprocess: bool,
+    /// The worker's self-watch (none for a lone server).
+    pub monitor: Option<Arc<Monitor>>,
+    /// `pre_request`/`post_request` hooks.
+    pub hooks: RequestHooks,
+    /// `-` for stdout, a path, or none.
+    pub access_log: Option<String>,
+}
+
+/// How to stop.
+#[derive(Debug, Clone, Copy)]
+pub enum StopMode {
+    /// Stop accepting, let open connections finish their requests for up to this long.
+    Graceful(Duration),
+    /// Close everything now.
+    Quick,
+}
+
+/// A running engine.
+pub struct Engine {
+    runtime: tokio::runtime::Runtime,
+    pool: WorkerPool,
+    shutdown: watch::Sender<bool>,
+    connections: Arc<ConnectionCount>,
+    access_log: Option<Arc<AccessLog>>,
+}
+
+impl Engine {
+    /// Starts serving `app` on `listeners`.
+    pub fn start(
+        py: Python<'_>,
+        app: Py<PyAny>,
+        listeners: Vec<(Listener, Arc<ListenerInfo>)>,
+        options: EngineOptions,
+    ) -> PyResult<Engine> {
+        let access_log = match &options.access_log {
+            Some(target) => Some(Arc::new(AccessLog::open(target).map_err(|e| {
+                PyOSError::new_err(format!("could not open access log {target:?}: {e}"))
+            })?)),
+            None => None,
+        };
+        let bridge = Arc::new(Bridge::new(
+            py,
+            app,
+            BridgeOptions {
+                multithread: options.threads > 1,
+                multiprocess: options.multiprocess,
+                hooks: options.hooks,
+            },
+        )?);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tidegate-io")
+            .enable_all()
+            .build()
+            .map_err(|e| PyOSError::new_err(format!("could not start the I/O runtime: {e}")))?;
+        let pool = WorkerPool::start(bridge, options.threads, options.monitor)
+            .map_err(|e| PyOSError::new_err(format!("could not start Python threads: {e}")))?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let connections = Arc::new(ConnectionCount::default());
+        for (listener, info) in listeners {
+            let ctx = Arc::new(ConnContext {
+                listener: info,
+                shutdown: shutdown_rx.clone(),
+                access_log: access_log.clone(),
+                dispatcher: pool.sender(),
+            });
+            runtime.spawn(accept_loop(listener, ctx, Arc::clone(&connections)));
+        }
+        Ok(Engine {
+            runtime,
+            pool,
+            shutdown,
+            connections,
+            access_log,
+        })
+    }
+
+    /// The I/O runtime, for the worker's own tasks (heartbeats).
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime.handle().clone()
+    }
+
+    /// Reopens the access log file (SIGUSR1, after log rotation).
+    pub fn reopen_logs(&self) {
+        if let Some(log) = &self.access_log {
+            if let Err(error) = log.reopen() {
+                tracing::error!("Could not reopen the access log: {error}");
+            }
+        }
+    }
+
+    /// Stops serving. Returns when every connection is closed (or the graceful time is up)
+    /// and the Python threads have finished or been abandoned.
+    pub fn stop(self, py: Python<'_>, mode: StopMode) {
+        let _ = self.shutdown.send(true);
+        let grace = match mode {
+            StopMode::Graceful(grace) => grace,
+            StopMode::Quick => Duration::ZERO,
+        };
+        let started = std::time::Instant::now();
+        let connections = Arc::clone(&self.connections);
+        let drained = py.detach(|| {
+            self.runtime.block_on(async {
+                tokio::time::timeout(grace, connections.wait_idle())
+                    .await
+                    .is_ok()
+            })
+        });
+        if !drained && grace > Duration::ZERO {
+            tracing::warn!(
+                "Graceful timeout ({}s) reached with {} connection(s) still open; closing them",
+                grace.as_secs(),
+                connections.open()
+            );
+        }
+        let left = grace
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
+        let busy = self.pool.stop(py, left);
+        if busy > 0 && grace > Duration::ZERO {
+            tracing::warn!("{busy} Python thread(s) still running a request at exit");
+        }
+        let runtime = self.runtime;
+        py.detach(|| runtime.shutdown_timeout(Duration::from_secs(1)));
+    }
+}
