@@ -32,6 +32,8 @@ use crate::logging::AccessEntry;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long an idle keep-alive connection is kept.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long an idle connection waits for a last request while the server stops.
+const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
 /// How much unread request body is discarded to keep a connection alive.
 const DRAIN_LIMIT: u64 = 256 * 1024;
 /// How long discarding unread request body may take.
@@ -152,14 +154,25 @@ impl<S: Socket> Connection<S> {
                 }
             }
             let idle = self.buf.is_empty();
-            if idle && *shutdown.borrow() {
-                return Ok(None);
-            }
+            // While the server stops, an idle connection lingers briefly instead of closing
+            // at once: a client may have sent its next request already, and closing under it
+            // would fail that request. One that arrives is served with Connection: close.
+            let stopping = *shutdown.borrow_and_update();
+            let idle_limit = if stopping {
+                SHUTDOWN_LINGER
+            } else {
+                KEEP_ALIVE_TIMEOUT
+            };
             self.buf.reserve(READ_SIZE);
             let read = tokio::select! {
                 read = self.stream.read_buf(&mut self.buf) => read?,
-                _ = shutdown.changed(), if idle => return Ok(None),
-                _ = tokio::time::sleep(KEEP_ALIVE_TIMEOUT), if idle => return Ok(None),
+                changed = shutdown.changed(), if idle && !stopping => {
+                    if changed.is_err() {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep(idle_limit), if idle => return Ok(None),
             };
             if read == 0 {
                 // The client closed; a partial head cannot be answered.
@@ -170,12 +183,21 @@ impl<S: Socket> Connection<S> {
 
     /// Answers a request refused before the app runs, and closes.
     async fn reject(&mut self, rejection: Rejection) {
-        tracing::info!(
-            "Bad request from {}: {} (answered {})",
-            self.peer_label(),
-            rejection.detail,
-            rejection.status
-        );
+        if rejection.status < 500 {
+            tracing::info!(
+                "Bad request from {}: {} (answered {})",
+                self.peer_label(),
+                rejection.detail,
+                rejection.status
+            );
+        } else {
+            tracing::info!(
+                "Answered {} to {}: {}",
+                rejection.status,
+                self.peer_label(),
+                rejection.detail
+            );
+        }
         let reason = reason_phrase(rejection.status);
         let head = ResponseHead {
             status: rejection.status,

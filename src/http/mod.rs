@@ -32,11 +32,18 @@ pub struct ConnContext {
     pub access_log: Option<Arc<AccessLog>>,
     /// Hands requests to the Python threads.
     pub dispatcher: crossbeam_channel::Sender<Exchange>,
+    /// Requests in flight, for backpressure on accept.
+    pub capacity: Arc<crate::server::capacity::Capacity>,
 }
 
 impl ConnContext {
     /// Queues a request for the Python threads; false once they have stopped.
     pub fn dispatch(&self, exchange: Exchange) -> bool {
-        self.dispatcher.send(exchange).is_ok()
+        self.capacity.acquire();
+        let sent = self.dispatcher.send(exchange).is_ok();
+        if !sent {
+            self.capacity.release();
+        }
+        sent
     }
 }

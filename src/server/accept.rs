@@ -112,6 +112,11 @@ async fn serve_accepted<S, F, Fut>(
 {
     let mut shutdown = ctx.shutdown.clone();
     loop {
+        // Backpressure: take a new connection only when a Python thread is free for it.
+        tokio::select! {
+            () = ctx.capacity.available() => {}
+            _ = shutdown.changed() => return,
+        }
         tokio::select! {
             accepted = accept() => match accepted {
                 Ok((stream, peer, server)) => {

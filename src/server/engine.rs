@@ -13,6 +13,7 @@ use crate::http::ConnContext;
 use crate::logging::AccessLog;
 use crate::server::accept::{accept_loop, ConnectionCount};
 use crate::server::bind::Listener;
+use crate::server::capacity::Capacity;
 use crate::server::monitor::Monitor;
 use crate::server::pool::WorkerPool;
 use crate::wsgi::{Bridge, BridgeOptions, RequestHooks};
@@ -78,8 +79,14 @@ impl Engine {
             .enable_all()
             .build()
             .map_err(|e| PyOSError::new_err(format!("could not start the I/O runtime: {e}")))?;
-        let pool = WorkerPool::start(bridge, options.threads, options.monitor)
-            .map_err(|e| PyOSError::new_err(format!("could not start Python threads: {e}")))?;
+        let capacity = Capacity::new(options.threads);
+        let pool = WorkerPool::start(
+            bridge,
+            options.threads,
+            options.monitor,
+            Arc::clone(&capacity),
+        )
+        .map_err(|e| PyOSError::new_err(format!("could not start Python threads: {e}")))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let connections = Arc::new(ConnectionCount::default());
         for (listener, info) in listeners {
@@ -88,6 +95,7 @@ impl Engine {
                 shutdown: shutdown_rx.clone(),
                 access_log: access_log.clone(),
                 dispatcher: pool.sender(),
+                capacity: Arc::clone(&capacity),
             });
             runtime.spawn(accept_loop(listener, ctx, Arc::clone(&connections)));
         }
@@ -138,9 +146,14 @@ impl Engine {
                 connections.open()
             );
         }
-        let left = grace
+        let mut left = grace
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(100));
+        if drained {
+            // Every connection is closed, so a Python thread still running (a request that
+            // timed out, or whose client left) has nobody to answer: wait only briefly.
+            left = left.min(Duration::from_secs(1));
+        }
         let busy = self.pool.stop(py, left);
         if busy > 0 && grace > Duration::ZERO {
             tracing::warn!("{busy} Python thread(s) still running a request at exit");

@@ -10,6 +10,7 @@
 
 pub mod accept;
 pub mod bind;
+pub mod capacity;
 pub mod control;
 pub mod engine;
 pub mod monitor;

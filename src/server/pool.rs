@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, Sender};
 use pyo3::prelude::*;
 
 use crate::gateway::Exchange;
+use crate::server::capacity::Capacity;
 use crate::server::monitor::Monitor;
 use crate::wsgi::Bridge;
 
@@ -29,6 +30,7 @@ impl WorkerPool {
         bridge: Arc<Bridge>,
         count: usize,
         monitor: Option<Arc<Monitor>>,
+        capacity: Arc<Capacity>,
     ) -> std::io::Result<Self> {
         let (sender, receiver) = crossbeam_channel::unbounded::<Exchange>();
         let mut threads = Vec::with_capacity(count);
@@ -36,10 +38,13 @@ impl WorkerPool {
             let bridge = Arc::clone(&bridge);
             let receiver = receiver.clone();
             let monitor = monitor.clone();
+            let capacity = Arc::clone(&capacity);
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("tidegate-py-{index}"))
-                    .spawn(move || run_thread(index, &bridge, &receiver, monitor.as_deref()))?,
+                    .spawn(move || {
+                        run_thread(index, &bridge, &receiver, monitor.as_deref(), &capacity)
+                    })?,
             );
         }
         Ok(WorkerPool {
@@ -76,6 +81,7 @@ fn run_thread(
     bridge: &Bridge,
     requests: &Receiver<Exchange>,
     monitor: Option<&Monitor>,
+    capacity: &Capacity,
 ) {
     Python::attach(|py| {
         if let Some(monitor) = monitor {
@@ -100,6 +106,7 @@ fn run_thread(
             if outcome.is_err() {
                 tracing::error!("Internal error while handling a request (a bug in tidegate); the connection was closed");
             }
+            capacity.release();
             if let Some(monitor) = monitor {
                 monitor.end(index);
             }

@@ -99,7 +99,8 @@ struct Supervisor<'a> {
     loader: &'a Py<PyAny>,
     hooks: &'a ProcessHooks,
     listeners: Vec<(Listener, ListenerInfo)>,
-    wakeup: (OwnedFd, OwnedFd),
+    /// The signal wakeup pipe (read end, write end); dropped in forked workers.
+    wakeup: Option<(OwnedFd, OwnedFd)>,
     workers: Vec<WorkerRecord>,
     target: usize,
     generation: u64,
@@ -159,7 +160,7 @@ pub fn run(
         loader: &loader,
         hooks: &hooks,
         listeners,
-        wakeup,
+        wakeup: Some(wakeup),
         workers: Vec::new(),
         target: config.workers,
         generation: 1,
@@ -271,7 +272,11 @@ impl Supervisor<'_> {
 
     /// Waits for a signal, a worker message or the next tick; returns the signals received.
     fn wait(&self, py: Python<'_>) -> Vec<i32> {
-        let mut fds: Vec<libc::pollfd> = std::iter::once(self.wakeup.0.as_raw_fd())
+        let Some((wakeup, _)) = &self.wakeup else {
+            return Vec::new();
+        };
+        let wakeup = wakeup.as_raw_fd();
+        let mut fds: Vec<libc::pollfd> = std::iter::once(wakeup)
             .chain(self.workers.iter().map(|w| w.control.as_raw_fd()))
             .map(|fd| libc::pollfd {
                 fd,
@@ -288,13 +293,7 @@ impl Supervisor<'_> {
         let mut buffer = [0u8; 64];
         loop {
             // SAFETY: `buffer` is valid for writes of its length; the fd is our pipe's read end.
-            let n = unsafe {
-                libc::read(
-                    self.wakeup.0.as_raw_fd(),
-                    buffer.as_mut_ptr().cast(),
-                    buffer.len(),
-                )
-            };
+            let n = unsafe { libc::read(wakeup, buffer.as_mut_ptr().cast(), buffer.len()) };
             if n <= 0 {
                 break;
             }
@@ -441,6 +440,7 @@ impl Supervisor<'_> {
         drop(supervisor_end);
         // Other workers' control sockets and the wakeup pipe are the supervisor's.
         self.workers.clear();
+        self.wakeup = None;
         let listeners: Vec<(Listener, Arc<ListenerInfo>)> = std::mem::take(&mut self.listeners)
             .into_iter()
             .map(|(listener, info)| (listener, Arc::new(info)))
