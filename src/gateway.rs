@@ -88,6 +88,10 @@ pub enum BodyError {
     Disconnected,
     /// The body's framing was invalid (for example a bad chunk size line).
     Malformed(String),
+    /// The body grew past `--limit-request-body` (the limit in bytes).
+    TooLarge(u64),
+    /// The client sent no body bytes for `--body-timeout`.
+    TimedOut,
 }
 
 impl std::fmt::Display for BodyError {
@@ -97,6 +101,15 @@ impl std::fmt::Display for BodyError {
                 f.write_str("client disconnected before the request body was complete")
             }
             BodyError::Malformed(why) => write!(f, "invalid request body: {why}"),
+            BodyError::TooLarge(limit) => {
+                write!(
+                    f,
+                    "request body larger than --limit-request-body ({limit} bytes)"
+                )
+            }
+            BodyError::TimedOut => {
+                f.write_str("the client sent no request body bytes within --body-timeout")
+            }
         }
     }
 }

@@ -43,6 +43,36 @@ fn seconds(value: f64, name: &str) -> PyResult<Duration> {
         .map_err(|_| PyValueError::new_err(format!("{name} must be a number of seconds >= 0")))
 }
 
+/// Reads HTTP limits from a dict with the option names (`limit_request_line`, ...,
+/// `write_timeout` in seconds); missing keys keep their defaults, unknown keys are errors.
+fn http_limits(values: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<http::HttpLimits> {
+    let mut limits = http::HttpLimits::default();
+    let Some(values) = values else {
+        return Ok(limits);
+    };
+    for (key, value) in values.iter() {
+        let key: String = key.extract()?;
+        match key.as_str() {
+            "limit_request_line" => limits.request_line = value.extract()?,
+            "limit_request_fields" => limits.fields = value.extract()?,
+            "limit_request_field_size" => limits.field_size = value.extract()?,
+            "limit_request_body" => limits.body = value.extract()?,
+            "keep_alive" => limits.keep_alive = seconds(value.extract()?, &key)?,
+            "header_timeout" => limits.header_timeout = seconds(value.extract()?, &key)?,
+            "body_timeout" => limits.body_timeout = seconds(value.extract()?, &key)?,
+            "write_timeout" => limits.write_timeout = seconds(value.extract()?, &key)?,
+            "max_connections" => limits.max_connections = value.extract()?,
+            other => return Err(PyValueError::new_err(format!("unknown limit {other:?}"))),
+        }
+    }
+    if limits.fields == 0 {
+        return Err(PyValueError::new_err(
+            "limit_request_fields must be at least 1",
+        ));
+    }
+    Ok(limits)
+}
+
 /// Serves `app` on `binds` in this process until interrupted (see `tidegate.serve`).
 #[pyfunction]
 #[pyo3(signature = (app, binds, threads, access_log, log_level))]
@@ -67,6 +97,7 @@ fn serve(
             log_level,
             graceful_timeout: GRACEFUL_TIMEOUT,
             bind_options: Default::default(),
+            limits: Default::default(),
         },
     )
 }
@@ -77,7 +108,8 @@ fn serve(
 #[pyfunction]
 #[pyo3(signature = (
     loader, *, binds, threads, workers, access_log, log_level, timeout, graceful_timeout,
-    max_requests, max_requests_jitter, max_rss, reload, pid_file, backlog, umask, hooks
+    max_requests, max_requests_jitter, max_rss, reload, pid_file, backlog, umask, hooks,
+    limits = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn supervise(
@@ -98,6 +130,7 @@ fn supervise(
     backlog: i32,
     umask: Option<u32>,
     hooks: std::collections::HashMap<String, Option<Py<PyAny>>>,
+    limits: Option<&Bound<'_, pyo3::types::PyDict>>,
 ) -> PyResult<i32> {
     if threads == 0 || workers == 0 {
         return Err(PyValueError::new_err(
@@ -121,6 +154,7 @@ fn supervise(
             log_level,
             graceful_timeout: seconds(graceful_timeout, "graceful_timeout")?,
             bind_options: server::bind::BindOptions { backlog, umask },
+            limits: http_limits(limits)?,
         },
         workers,
         timeout: (!timeout.is_zero()).then_some(timeout),

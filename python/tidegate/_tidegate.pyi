@@ -49,6 +49,7 @@ def supervise(
     backlog: int,
     umask: Optional[int],
     hooks: Dict[str, Optional[Callable[..., Any]]],
+    limits: Optional[Dict[str, float]] = None,
 ) -> int:
     """Run the supervisor and its workers; return the exit status."""
 

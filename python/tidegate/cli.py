@@ -132,6 +132,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="a module or .py file defining post_fork, worker_exit, pre_request and/or "
         "post_request (gunicorn's server hooks)",
     )
+    limits = parser.add_argument_group("limits and timeouts")
+    limits.add_argument(
+        "--limit-request-line", type=_non_negative_int, default=4094, metavar="BYTES",
+        help="longest request line; longer is answered 414; 0 means no limit (default 4094)",
+    )
+    limits.add_argument(
+        "--limit-request-fields", type=_positive_int, default=100, metavar="N",
+        help="most header fields; more is answered 431 (default 100)",
+    )
+    limits.add_argument(
+        "--limit-request-field-size", type=_non_negative_int, default=8190, metavar="BYTES",
+        help="longest header field line; longer is answered 431; 0 means no limit (default 8190)",
+    )
+    limits.add_argument(
+        "--limit-request-body", type=_non_negative_int, default=0, metavar="BYTES",
+        help="largest request body; larger is answered 413; 0 means no limit (default 0)",
+    )
+    limits.add_argument(
+        "--keep-alive", type=_seconds, default=5.0, metavar="S",
+        help="close keep-alive connections idle this long (default 5)",
+    )
+    limits.add_argument(
+        "--header-timeout", type=_seconds, default=10.0, metavar="S",
+        help="a request head must arrive within S seconds, or 408 and close (default 10)",
+    )
+    limits.add_argument(
+        "--body-timeout", type=_seconds, default=30.0, metavar="S",
+        help="the request body may stall this long while the app waits for it (default 30)",
+    )
+    limits.add_argument(
+        "--write-timeout", type=_seconds, default=30.0, metavar="S",
+        help="close a connection whose client reads nothing of the response for S seconds (default 30)",
+    )
+    limits.add_argument(
+        "--max-connections", type=_positive_int, default=1000, metavar="N",
+        help="open connections per worker; more wait in the backlog (default 1000)",
+    )
     parser.add_argument(
         "--chdir", metavar="DIR", help="change to DIR before loading the app (added to sys.path)"
     )
@@ -276,6 +313,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             backlog=options.backlog,
             umask=options.umask,
             hooks=hooks,
+            limits={
+                "limit_request_line": options.limit_request_line,
+                "limit_request_fields": options.limit_request_fields,
+                "limit_request_field_size": options.limit_request_field_size,
+                "limit_request_body": options.limit_request_body,
+                "keep_alive": options.keep_alive,
+                "header_timeout": options.header_timeout,
+                "body_timeout": options.body_timeout,
+                "write_timeout": options.write_timeout,
+                "max_connections": options.max_connections,
+            },
         )
     except OSError as error:
         print(f"tidegate: error: {error}", file=sys.stderr)

@@ -56,8 +56,19 @@ enum PumpState {
     Finished,
     /// The app dropped wsgi.input before the end; the rest can only be discarded.
     Abandoned,
-    /// The body could not be read (client gone or malformed framing).
+    /// The body could not be read (client gone, stalled, or malformed framing).
     Failed,
+    /// The body grew past `--limit-request-body`.
+    TooLarge,
+}
+
+/// What bounds a body while it is read.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyBounds {
+    /// `--limit-request-body` (0: none).
+    pub limit: u64,
+    /// `--body-timeout`: the longest wait for the next body bytes.
+    pub timeout: std::time::Duration,
 }
 
 /// Feeds one request's body to the app.
@@ -67,6 +78,8 @@ pub struct BodyPump {
     messages: Option<mpsc::Sender<BodyMessage>>,
     demand: Option<oneshot::Receiver<()>>,
     expect_continue: bool,
+    bounds: BodyBounds,
+    received: u64,
 }
 
 impl BodyPump {
@@ -78,6 +91,11 @@ impl BodyPump {
             messages: None,
             demand: None,
             expect_continue: false,
+            bounds: BodyBounds {
+                limit: 0,
+                timeout: std::time::Duration::MAX,
+            },
+            received: 0,
         }
     }
 
@@ -88,6 +106,7 @@ impl BodyPump {
         messages: mpsc::Sender<BodyMessage>,
         demand: oneshot::Receiver<()>,
         expect_continue: bool,
+        bounds: BodyBounds,
     ) -> Self {
         BodyPump {
             state: if expect_continue {
@@ -99,6 +118,8 @@ impl BodyPump {
             messages: Some(messages),
             demand: Some(demand),
             expect_continue,
+            bounds,
+            received: 0,
         }
     }
 
@@ -153,6 +174,12 @@ impl BodyPump {
         loop {
             match self.decoder.decode(buf) {
                 Ok(Decoded::Data(data)) => {
+                    self.received += data.len() as u64;
+                    if self.bounds.limit > 0 && self.received > self.bounds.limit {
+                        permit.send(BodyMessage::Failed(BodyError::TooLarge(self.bounds.limit)));
+                        self.state = PumpState::TooLarge;
+                        return;
+                    }
                     permit.send(BodyMessage::Data(data));
                     return;
                 }
@@ -171,15 +198,21 @@ impl BodyPump {
                 }
             }
             buf.reserve(READ_SIZE);
-            match stream.read_buf(buf).await {
-                Ok(n) if n > 0 => {}
-                _ => {
-                    permit.send(BodyMessage::Failed(BodyError::Disconnected));
-                    self.state = PumpState::Failed;
-                    return;
-                }
-            }
+            let failure =
+                match tokio::time::timeout(self.bounds.timeout, stream.read_buf(buf)).await {
+                    Ok(Ok(n)) if n > 0 => continue,
+                    Ok(_) => BodyError::Disconnected,
+                    Err(_) => BodyError::TimedOut,
+                };
+            permit.send(BodyMessage::Failed(failure));
+            self.state = PumpState::Failed;
+            return;
         }
+    }
+
+    /// Whether the body went past `--limit-request-body`.
+    pub fn too_large(&self) -> bool {
+        self.state == PumpState::TooLarge
     }
 
     /// After the response: reads and discards what the app left of the body, up to
@@ -193,7 +226,7 @@ impl BodyPump {
     ) -> bool {
         match self.state {
             PumpState::None | PumpState::Finished => return true,
-            PumpState::Failed => return false,
+            PumpState::Failed | PumpState::TooLarge => return false,
             // The client was never told to send the body: it may or may not come.
             PumpState::AwaitingDemand if self.expect_continue => return false,
             _ => {}

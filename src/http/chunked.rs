@@ -109,6 +109,17 @@ impl ChunkedDecoder {
                     if !line.contains(&b':') || line.iter().any(|&b| b < 0x20 && b != b'\t') {
                         return Err("malformed trailer field".into());
                     }
+                    let name = line.split(|&b| b == b':').next().unwrap_or_default();
+                    // Fields that frame or route a message must never come late (RFC 9110
+                    // section 6.5.1): a server that applied them would be smuggled into.
+                    const FORBIDDEN: [&[u8]; 3] =
+                        [b"content-length", b"transfer-encoding", b"host"];
+                    if FORBIDDEN.iter().any(|f| f.eq_ignore_ascii_case(name)) {
+                        return Err(format!(
+                            "forbidden trailer field {:?}",
+                            String::from_utf8_lossy(name)
+                        ));
+                    }
                     self.state = State::Trailers(seen);
                 }
             }
@@ -239,6 +250,9 @@ mod tests {
             b"5;a\rb\r\nhello\r\n0\r\n\r\n",
             b"ffffffffffffffffff\r\n",
             b"0\r\nbad trailer\r\n\r\n",
+            b"0\r\nContent-Length: 5\r\n\r\n",
+            b"0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"0\r\nhost: evil\r\n\r\n",
         ] {
             assert!(
                 decode_all(bad).is_err(),

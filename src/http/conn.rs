@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::gateway::{
     Exchange, ListenerInfo, Peer, Protocol, RequestBody, RequestHead, ResponseEnd, ResponseHead,
 };
-use crate::http::body::{BodyDecoder, BodyPump, READ_SIZE};
+use crate::http::body::{BodyBounds, BodyDecoder, BodyPump, READ_SIZE};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{parse_head, BodyFraming, ParsedHead, Rejection};
 use crate::http::response::{
@@ -28,10 +28,6 @@ use crate::http::writer::OutQueue;
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
 
-/// Largest request head accepted (request line and fields).
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// How long an idle keep-alive connection is kept.
-const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long an idle connection waits for a last request while the server stops.
 const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
 /// How much unread request body is discarded to keep a connection alive.
@@ -117,10 +113,12 @@ impl<S: Socket> Connection<S> {
 
     async fn run(&mut self) -> io::Result<()> {
         let mut shutdown = self.ctx.shutdown.clone();
+        let mut first = true;
         loop {
-            let Some(parsed) = self.read_head(&mut shutdown).await? else {
+            let Some(parsed) = self.read_head(&mut shutdown, first).await? else {
                 return Ok(());
             };
+            first = false;
             let keep_alive = self.serve_request(parsed).await?;
             if !keep_alive || *shutdown.borrow() {
                 let _ = self.stream.shutdown().await;
@@ -130,28 +128,28 @@ impl<S: Socket> Connection<S> {
     }
 
     /// Reads until a whole head is buffered. `None`: the connection should close.
+    ///
+    /// Two clocks apply: between requests, the keep-alive idle time; once a request has
+    /// begun (and from the start on a new connection), `--header-timeout` for the whole
+    /// head, so a client trickling its head byte by byte (slowloris) is cut off.
     async fn read_head(
         &mut self,
         shutdown: &mut watch::Receiver<bool>,
+        first: bool,
     ) -> io::Result<Option<ParsedHead>> {
+        let limits = self.ctx.limits;
+        let mut head_deadline = first.then(|| Instant::now() + limits.header_timeout);
         loop {
             if !self.buf.is_empty() {
-                match parse_head(&mut self.buf) {
+                match parse_head(&mut self.buf, &limits) {
                     Ok(Some(parsed)) => return Ok(Some(parsed)),
-                    Ok(None) if self.buf.len() > MAX_HEAD_BYTES => {
-                        self.reject(Rejection {
-                            status: 431,
-                            detail: format!("request head larger than {MAX_HEAD_BYTES} bytes"),
-                        })
-                        .await;
-                        return Ok(None);
-                    }
                     Ok(None) => {}
                     Err(rejection) => {
                         self.reject(rejection).await;
                         return Ok(None);
                     }
                 }
+                head_deadline.get_or_insert_with(|| Instant::now() + limits.header_timeout);
             }
             let idle = self.buf.is_empty();
             // While the server stops, an idle connection lingers briefly instead of closing
@@ -161,7 +159,14 @@ impl<S: Socket> Connection<S> {
             let idle_limit = if stopping {
                 SHUTDOWN_LINGER
             } else {
-                KEEP_ALIVE_TIMEOUT
+                limits.keep_alive
+            };
+            let deadline = match head_deadline {
+                Some(deadline) if idle && stopping => {
+                    deadline.min(Instant::now() + SHUTDOWN_LINGER)
+                }
+                Some(deadline) => deadline,
+                None => Instant::now() + idle_limit,
             };
             self.buf.reserve(READ_SIZE);
             let read = tokio::select! {
@@ -172,7 +177,19 @@ impl<S: Socket> Connection<S> {
                     }
                     continue;
                 }
-                _ = tokio::time::sleep(idle_limit), if idle => return Ok(None),
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    if !self.buf.is_empty() {
+                        self.reject(Rejection {
+                            status: 408,
+                            detail: format!(
+                                "request head not complete within --header-timeout {}s",
+                                limits.header_timeout.as_secs_f64()
+                            ),
+                        })
+                        .await;
+                    }
+                    return Ok(None);
+                }
             };
             if read == 0 {
                 // The client closed; a partial head cannot be answered.
@@ -218,7 +235,8 @@ impl<S: Socket> Connection<S> {
             false,
         );
         out.extend_from_slice(reason.as_bytes());
-        let _ = self.stream.write_all(&out).await;
+        let write = self.stream.write_all(&out);
+        let _ = tokio::time::timeout(self.ctx.limits.write_timeout, write).await;
         let _ = self.stream.shutdown().await;
     }
 
@@ -309,7 +327,25 @@ impl<S: Socket> Connection<S> {
                 }
                 send_continue = pump.step(&mut self.stream, &mut self.buf), if pump.is_busy() => {
                     if send_continue {
-                        self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+                        let interim = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        tokio::time::timeout(self.ctx.limits.write_timeout, interim)
+                            .await
+                            .map_err(|_| write_timed_out())??;
+                    }
+                    if pump.too_large() {
+                        // Answer for the app if it has not started its response; either way
+                        // the rest of this body will not be read.
+                        if response.framing.is_none() && self.out.is_empty() {
+                            self.reject(Rejection {
+                                status: 413,
+                                detail: format!(
+                                    "chunked request body over --limit-request-body {}",
+                                    self.ctx.limits.body
+                                ),
+                            })
+                            .await;
+                        }
+                        return Ok(false);
                     }
                 }
             }
@@ -352,10 +388,12 @@ impl<S: Socket> Connection<S> {
             received: Bytes::new(),
             source: Box::new(source),
         };
-        (
-            body,
-            BodyPump::new(decoder, messages_tx, demand_rx, expect_continue),
-        )
+        let bounds = BodyBounds {
+            limit: self.ctx.limits.body,
+            timeout: self.ctx.limits.body_timeout,
+        };
+        let pump = BodyPump::new(decoder, messages_tx, demand_rx, expect_continue, bounds);
+        (body, pump)
     }
 
     /// Applies the event received and every event already queued behind it, then writes
@@ -371,11 +409,15 @@ impl<S: Socket> Connection<S> {
         loop {
             let Some(event) = next else {
                 // The Python side dropped the response without ending it.
-                self.out.flush(&mut self.stream).await?;
+                self.out
+                    .flush(&mut self.stream, self.ctx.limits.write_timeout)
+                    .await?;
                 return Ok(Some(ResponseEnd::Aborted));
             };
             if let Some(end) = self.apply(event, response, pump).await? {
-                self.out.flush(&mut self.stream).await?;
+                self.out
+                    .flush(&mut self.stream, self.ctx.limits.write_timeout)
+                    .await?;
                 return Ok(Some(end));
             }
             next = match events.try_recv() {
@@ -384,7 +426,9 @@ impl<S: Socket> Connection<S> {
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
             };
         }
-        self.out.flush(&mut self.stream).await?;
+        self.out
+            .flush(&mut self.stream, self.ctx.limits.write_timeout)
+            .await?;
         Ok(None)
     }
 
@@ -477,8 +521,12 @@ impl<S: Socket> Connection<S> {
         if framing == ResponseFraming::Chunked {
             chunk_header(self.out.staging(), len as usize);
         }
-        self.out.flush(&mut self.stream).await?;
-        let sent = crate::http::writer::sendfile_all(&self.stream, &file, offset, len).await?;
+        self.out
+            .flush(&mut self.stream, self.ctx.limits.write_timeout)
+            .await?;
+        let timeout = self.ctx.limits.write_timeout;
+        let sent =
+            crate::http::writer::sendfile_all(&self.stream, &file, offset, len, timeout).await?;
         response.body_bytes += sent;
         if sent < len {
             return Err(io::Error::new(
@@ -505,10 +553,15 @@ impl<S: Socket> Connection<S> {
     }
 }
 
+fn write_timed_out() -> io::Error {
+    crate::http::writer::write_timed_out()
+}
+
 /// The standard reason phrase for the statuses the engine itself sends.
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
+        408 => "Request Timeout",
         413 => "Content Too Large",
         414 => "URI Too Long",
         417 => "Expectation Failed",

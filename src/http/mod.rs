@@ -16,11 +16,63 @@ pub mod sink;
 pub mod writer;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::gateway::{Exchange, ListenerInfo};
 use crate::logging::AccessLog;
+
+/// Limits and timeouts of the HTTP engine (gunicorn's names and defaults where it has them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// `--limit-request-line`: longest request line in bytes (0: none); longer is a 414.
+    pub request_line: usize,
+    /// `--limit-request-fields`: most header fields; more is a 431.
+    pub fields: usize,
+    /// `--limit-request-field-size`: longest header field line in bytes (0: none); a 431.
+    pub field_size: usize,
+    /// `--limit-request-body`: largest request body in bytes (0: none); larger is a 413.
+    pub body: u64,
+    /// `--keep-alive`: how long an idle keep-alive connection is kept.
+    pub keep_alive: Duration,
+    /// `--header-timeout`: how long a request head may take to arrive (slowloris).
+    pub header_timeout: Duration,
+    /// `--body-timeout`: how long the body may stall while the app waits for it.
+    pub body_timeout: Duration,
+    /// `--write-timeout`: how long a response write may make no progress.
+    pub write_timeout: Duration,
+    /// `--max-connections`: open connections per process; more wait in the backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            request_line: 4094,
+            fields: 100,
+            field_size: 8190,
+            body: 0,
+            keep_alive: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            max_connections: 1000,
+        }
+    }
+}
+
+impl HttpLimits {
+    /// The most bytes a request head may take before it is refused: room for the request
+    /// line and every field at their limits, or 1 MiB where a limit is off.
+    pub fn max_head_bytes(&self) -> usize {
+        const UNLIMITED_CAP: usize = 1 << 20;
+        if self.request_line == 0 || self.field_size == 0 {
+            return UNLIMITED_CAP;
+        }
+        (self.request_line + 2 + self.fields * (self.field_size + 2) + 2).min(UNLIMITED_CAP * 4)
+    }
+}
 
 /// What every connection of one listener shares.
 pub struct ConnContext {
@@ -32,6 +84,8 @@ pub struct ConnContext {
     pub access_log: Option<Arc<AccessLog>>,
     /// Hands requests to the Python threads.
     pub dispatcher: crossbeam_channel::Sender<Exchange>,
+    /// Limits and timeouts.
+    pub limits: HttpLimits,
     /// Requests in flight, for backpressure on accept.
     pub capacity: Arc<crate::server::capacity::Capacity>,
 }

@@ -10,8 +10,10 @@ use bytes::{Bytes, BytesMut};
 use crate::gateway::Protocol;
 use crate::wsgi::head::{has_token, parse_content_length, trim_ows};
 
-/// The most header fields a request may have.
-pub const MAX_HEADERS: usize = 100;
+use crate::http::HttpLimits;
+
+/// Header slots parsed on the stack; a larger --limit-request-fields uses the heap.
+const STACK_HEADERS: usize = 100;
 
 /// How the body of a request is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,17 +63,37 @@ impl Rejection {
     }
 }
 
-/// Parses a complete head from the front of `buf`, removing it. `Ok(None)`: more bytes needed.
-pub fn parse_head(buf: &mut BytesMut) -> Result<Option<ParsedHead>, Rejection> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut fields);
+/// Parses a complete head from the front of `buf`, removing it. `Ok(None)`: more bytes
+/// needed. Limits are checked as bytes arrive, so an oversized head is refused early.
+pub fn parse_head(
+    buf: &mut BytesMut,
+    limits: &HttpLimits,
+) -> Result<Option<ParsedHead>, Rejection> {
+    check_request_line(buf, limits.request_line)?;
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap;
+    let fields: &mut [httparse::Header<'_>] = if limits.fields <= STACK_HEADERS {
+        &mut stack[..limits.fields]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; limits.fields];
+        &mut heap
+    };
+    let mut request = httparse::Request::new(fields);
     let consumed = match request.parse(buf) {
         Ok(httparse::Status::Complete(consumed)) => consumed,
-        Ok(httparse::Status::Partial) => return Ok(None),
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_head_bytes() {
+                return Err(Rejection::new(
+                    431,
+                    format!("request head larger than {} bytes", limits.max_head_bytes()),
+                ));
+            }
+            return Ok(None);
+        }
         Err(httparse::Error::TooManyHeaders) => {
             return Err(Rejection::new(
                 431,
-                format!("more than {MAX_HEADERS} header fields"),
+                format!("more than {} header fields", limits.fields),
             ))
         }
         Err(httparse::Error::Version) => {
@@ -84,6 +106,21 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<ParsedHead>, Rejection> {
             ))
         }
     };
+    if limits.field_size > 0 {
+        if let Some(field) = request
+            .headers
+            .iter()
+            .find(|h| h.name.len() + 2 + h.value.len() > limits.field_size)
+        {
+            return Err(Rejection::new(
+                431,
+                format!(
+                    "header field {:?} longer than {} bytes",
+                    field.name, limits.field_size
+                ),
+            ));
+        }
+    }
     // httparse tolerates bare LF line endings; a proxy in front may not, and a
     // disagreement over where a line ends is a smuggling vector.
     if has_bare_lf(&buf[..consumed]) {
@@ -122,6 +159,17 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<ParsedHead>, Rejection> {
         ));
     }
     let rules = HeadRules::read(&headers, protocol)?;
+    if let BodyFraming::Length(length) = rules.framing {
+        if limits.body > 0 && length > limits.body {
+            return Err(Rejection::new(
+                413,
+                format!(
+                    "request body of {length} bytes is over --limit-request-body {}",
+                    limits.body
+                ),
+            ));
+        }
+    }
     Ok(Some(ParsedHead {
         method,
         target,
@@ -131,6 +179,30 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<ParsedHead>, Rejection> {
         keep_alive: rules.keep_alive,
         expect_continue: rules.expect_continue,
     }))
+}
+
+/// Refuses a request line longer than `limit` (0: no limit), complete or still arriving.
+fn check_request_line(buf: &[u8], limit: usize) -> Result<(), Rejection> {
+    if limit == 0 {
+        return Ok(());
+    }
+    // Empty lines before the request line are allowed (RFC 9112 section 2.2).
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let line = &buf[start..];
+    let length = match line.iter().position(|&b| b == b'\n') {
+        Some(lf) => lf - usize::from(lf > 0 && line[lf - 1] == b'\r'),
+        None => line.len(),
+    };
+    if length > limit {
+        return Err(Rejection::new(
+            414,
+            format!("request line longer than {limit} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a LF appears without the CR before it.
@@ -283,7 +355,7 @@ mod tests {
 
     fn parse(raw: &[u8]) -> Result<Option<ParsedHead>, Rejection> {
         let mut buf = BytesMut::from(raw);
-        parse_head(&mut buf)
+        parse_head(&mut buf, &HttpLimits::default())
     }
 
     fn status_of(raw: &[u8]) -> u16 {
@@ -293,7 +365,9 @@ mod tests {
     #[test]
     fn parses_a_simple_request_and_leaves_the_rest() {
         let mut buf = BytesMut::from(&b"GET /a?b HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\nNEXT"[..]);
-        let head = parse_head(&mut buf).unwrap().unwrap();
+        let head = parse_head(&mut buf, &HttpLimits::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(head.method.as_ref(), b"GET");
         assert_eq!(head.target.as_ref(), b"/a?b");
         assert_eq!(head.protocol, Protocol::Http11);
@@ -347,6 +421,51 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(head.expect_continue);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let limits = HttpLimits {
+            request_line: 20,
+            fields: 2,
+            field_size: 20,
+            body: 10,
+            ..HttpLimits::default()
+        };
+        let check = |raw: &[u8]| {
+            let mut buf = BytesMut::from(raw);
+            parse_head(&mut buf, &limits)
+                .map(|h| h.is_some())
+                .map_err(|r| r.status)
+        };
+        assert_eq!(check(b"GET /0123456789abcdef HTTP/1.1\r\n"), Err(414));
+        assert_eq!(check(b"GET /0123456789abcdef"), Err(414));
+        assert_eq!(check(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), Ok(true));
+        assert_eq!(
+            check(b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n"),
+            Err(431)
+        );
+        assert_eq!(
+            check(b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: 0123456789abcdef\r\n\r\n"),
+            Err(431)
+        );
+        assert_eq!(
+            check(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n"),
+            Err(413)
+        );
+        assert_eq!(
+            check(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"),
+            Ok(true)
+        );
+        let unlimited = HttpLimits {
+            request_line: 0,
+            field_size: 0,
+            ..HttpLimits::default()
+        };
+        let mut buf = BytesMut::from(&b"GET /"[..]);
+        buf.extend_from_slice(&vec![b'a'; 100_000]);
+        buf.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(parse_head(&mut buf, &unlimited).unwrap().is_some());
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
 
 use bytes::{Buf, Bytes, BytesMut};
+use std::time::Duration;
+
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::http::conn::Socket;
@@ -69,22 +71,24 @@ impl OutQueue {
         }
     }
 
-    /// Writes everything queued.
-    pub async fn flush<W: AsyncWrite + Unpin>(&mut self, stream: &mut W) -> io::Result<()> {
+    /// Writes everything queued; fails if one write makes no progress within `timeout`
+    /// (the client stopped reading).
+    pub async fn flush<W: AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut W,
+        timeout: Duration,
+    ) -> io::Result<()> {
         self.seal();
         while !self.queue.is_empty() {
-            if self.queue.len() == 1 {
-                let only = self.queue.pop_front().unwrap_or_default();
-                stream.write_all(&only).await?;
-                break;
-            }
             let slices: Vec<IoSlice<'_>> = self
                 .queue
                 .iter()
                 .take(MAX_IOV)
                 .map(|b| IoSlice::new(b))
                 .collect();
-            let mut written = stream.write_vectored(&slices).await?;
+            let mut written = tokio::time::timeout(timeout, stream.write_vectored(&slices))
+                .await
+                .map_err(|_| write_timed_out())??;
             if written == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
@@ -105,6 +109,14 @@ impl OutQueue {
     }
 }
 
+/// The error for a client that stopped reading.
+pub fn write_timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the client stopped reading (--write-timeout)",
+    )
+}
+
 /// Sends `len` bytes of `file` from `offset` with sendfile(2). Returns the bytes sent,
 /// fewer than `len` only if the file ended early.
 pub async fn sendfile_all<S: Socket>(
@@ -112,6 +124,7 @@ pub async fn sendfile_all<S: Socket>(
     file: &File,
     offset: u64,
     len: u64,
+    timeout: Duration,
 ) -> io::Result<u64> {
     let mut position =
         libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -119,7 +132,9 @@ pub async fn sendfile_all<S: Socket>(
     let out_fd = socket.as_raw_fd();
     let in_fd = file.as_raw_fd();
     while sent < len {
-        socket.writable().await?;
+        tokio::time::timeout(timeout, socket.writable())
+            .await
+            .map_err(|_| write_timed_out())??;
         let step = (len - sent).min(1 << 30) as usize;
         let result = socket.try_write_io(|| {
             // SAFETY: both descriptors are open for the duration of the call (`socket` and

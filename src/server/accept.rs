@@ -11,17 +11,42 @@ use crate::http::conn::{serve_connection, Socket};
 use crate::http::ConnContext;
 use crate::server::bind::Listener;
 
-/// Counts open connections so a stop can wait for them.
-#[derive(Default)]
+/// Counts open connections, so a stop can wait for them and `--max-connections` can hold
+/// new ones in the backlog.
 pub struct ConnectionCount {
     open: AtomicUsize,
+    limit: usize,
+    /// Notified when the last connection closes.
     closed: Notify,
+    /// Notified when a connection closes at the limit.
+    below_limit: Notify,
 }
 
 /// Held by a connection task while the connection is open.
 pub struct ConnectionGuard(Arc<ConnectionCount>);
 
 impl ConnectionCount {
+    /// A counter allowing `limit` open connections (0: no limit).
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(ConnectionCount {
+            open: AtomicUsize::new(0),
+            limit: if limit == 0 { usize::MAX } else { limit },
+            closed: Notify::new(),
+            below_limit: Notify::new(),
+        })
+    }
+
+    /// Resolves once a new connection may be accepted.
+    pub async fn available(&self) {
+        loop {
+            let freed = self.below_limit.notified();
+            if self.open.load(Ordering::SeqCst) < self.limit {
+                return;
+            }
+            freed.await;
+        }
+    }
+
     /// Records a new open connection.
     pub fn enter(self: &Arc<Self>) -> ConnectionGuard {
         self.open.fetch_add(1, Ordering::SeqCst);
@@ -47,8 +72,12 @@ impl ConnectionCount {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+        let before = self.0.open.fetch_sub(1, Ordering::SeqCst);
+        if before == 1 {
             self.0.closed.notify_waiters();
+        }
+        if before == self.0.limit {
+            self.0.below_limit.notify_waiters();
         }
     }
 }
@@ -112,9 +141,13 @@ async fn serve_accepted<S, F, Fut>(
 {
     let mut shutdown = ctx.shutdown.clone();
     loop {
-        // Backpressure: take a new connection only when a Python thread is free for it.
+        // Backpressure: take a new connection only when a Python thread is free for it and
+        // the process is under --max-connections; until then it waits in the backlog.
         tokio::select! {
-            () = ctx.capacity.available() => {}
+            () = async {
+                connections.available().await;
+                ctx.capacity.available().await;
+            } => {}
             _ = shutdown.changed() => return,
         }
         tokio::select! {

@@ -30,6 +30,8 @@ pub struct EngineOptions {
     pub hooks: RequestHooks,
     /// `-` for stdout, a path, or none.
     pub access_log: Option<String>,
+    /// HTTP limits and timeouts.
+    pub limits: crate::http::HttpLimits,
 }
 
 /// How to stop.
@@ -88,7 +90,7 @@ impl Engine {
         )
         .map_err(|e| PyOSError::new_err(format!("could not start Python threads: {e}")))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let connections = Arc::new(ConnectionCount::default());
+        let connections = ConnectionCount::new(options.limits.max_connections);
         for (listener, info) in listeners {
             let ctx = Arc::new(ConnContext {
                 listener: info,
@@ -96,6 +98,7 @@ impl Engine {
                 access_log: access_log.clone(),
                 dispatcher: pool.sender(),
                 capacity: Arc::clone(&capacity),
+                limits: options.limits,
             });
             runtime.spawn(accept_loop(listener, ctx, Arc::clone(&connections)));
         }

@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub graceful_timeout: Duration,
     /// Listening socket options.
     pub bind_options: BindOptions,
+    /// HTTP limits and timeouts.
+    pub limits: crate::http::HttpLimits,
 }
 
 /// Opens every `--bind` address. Errors name the address and the reason.
@@ -107,6 +109,7 @@ pub fn serve(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<(
             monitor: None,
             hooks: Default::default(),
             access_log: config.access_log.clone(),
+            limits: config.limits,
         },
     )?;
     tracing::info!(

@@ -108,6 +108,7 @@ fn run_inner(
                 post_request: hooks.post_request.as_ref().map(|h| h.clone_ref(py)),
             },
             access_log: config.server.access_log.clone(),
+            limits: config.server.limits,
         },
     )?;
 

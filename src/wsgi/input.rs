@@ -8,7 +8,7 @@
 //! away) raises [`ClientDisconnected`] rather than looking like a short body.
 
 use bytes::Bytes;
-use pyo3::exceptions::PyOSError;
+use pyo3::exceptions::{PyOSError, PyTimeoutError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
@@ -109,7 +109,8 @@ impl Input {
 fn body_error(failure: &BodyError) -> PyErr {
     match failure {
         BodyError::Disconnected => ClientDisconnected::new_err(failure.to_string()),
-        BodyError::Malformed(_) => PyOSError::new_err(failure.to_string()),
+        BodyError::Malformed(_) | BodyError::TooLarge(_) => PyOSError::new_err(failure.to_string()),
+        BodyError::TimedOut => PyTimeoutError::new_err(failure.to_string()),
     }
 }
 
