@@ -2,7 +2,7 @@
 
 from typing import Any, Callable, Iterator, List, Optional, final
 
-__all__ = ["ClientDisconnected", "FileWrapper", "__version__", "check_bind", "serve"]
+__all__ = ["ClientDisconnected", "FileWrapper", "__version__", "check_bind", "run_cgi", "serve"]
 
 __version__: str
 
@@ -28,8 +28,12 @@ def serve(
     threads: int,
     access_log: Optional[str],
     log_level: str,
+    protocol: str = "http",
 ) -> None:
     """Serve ``app`` until a signal handler raises; re-raises that exception."""
+
+def run_cgi(app: Callable[..., Any]) -> bool:
+    """Run ``app`` once as a CGI script; return whether the response went out complete."""
 
 def check_bind(address: str) -> None:
     """Raise ValueError naming the problem if ``address`` is not a valid bind address."""

@@ -17,7 +17,7 @@ import signal
 import sys
 from typing import List, Optional, Sequence
 
-from tidegate import DEFAULT_BIND, LOG_LEVELS, __version__, serve
+from tidegate import DEFAULT_BIND, LOG_LEVELS, PROTOCOLS, __version__, run_cgi, serve
 from tidegate._tidegate import check_bind
 from tidegate.loader import AppLoadError, load_app
 
@@ -36,6 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("app", metavar="APP", help="the WSGI application to serve")
+    # A CGI script whose first line is "#!/usr/bin/env -S tidegate --protocol cgi APP" is
+    # run as that command with the script's path appended: accept and ignore it.
+    parser.add_argument("cgi_script", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--protocol",
+        default="http",
+        choices=PROTOCOLS,
+        help=(
+            "what to speak: http (default); fastcgi or uwsgi to serve a front server "
+            "(nginx fastcgi_pass/uwsgi_pass) on the --bind addresses; cgi to answer one "
+            "request as a CGI script (environment, stdin, stdout) and exit"
+        ),
+    )
     parser.add_argument(
         "-b",
         "--bind",
@@ -106,6 +119,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = build_parser()
     options = parser.parse_args(argv)
 
+    if options.cgi_script is not None and options.protocol != "cgi":
+        parser.error(f"unrecognized arguments: {options.cgi_script}")
     binds = options.bind or [DEFAULT_BIND]
     for bind in binds:
         try:
@@ -131,13 +146,25 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"tidegate: error: {error}", file=sys.stderr)
         sys.exit(EXIT_APP_LOAD_ERROR)
 
+    if options.protocol == "cgi":
+        # One request; run_cgi raises SystemExit(1) if the response had to be cut.
+        run_cgi(app)
+        return
+
     access_log = options.access_logfile or ("-" if options.access_log else None)
 
     # SIGTERM asks for a graceful stop, like SIGINT: the engine polls for signals, stops
     # accepting, finishes in-flight requests and returns.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        serve(app, binds, options.threads, access_log=access_log, log_level=options.log_level)
+        serve(
+            app,
+            binds,
+            options.threads,
+            access_log=access_log,
+            log_level=options.log_level,
+            protocol=options.protocol,
+        )
     except KeyboardInterrupt:
         sys.exit(0)
     except OSError as error:

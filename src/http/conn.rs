@@ -6,7 +6,7 @@
 //! once: response events from the Python thread, and the app's demand for body bytes.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::gateway::{
-    Exchange, ListenerInfo, Peer, Protocol, RequestBody, RequestHead, ResponseEnd, ResponseHead,
+    Exchange, ListenerInfo, Peer, Protocol, RequestBody, RequestForm, RequestHead, ResponseEnd,
+    ResponseHead,
 };
 use crate::http::body::{BodyDecoder, BodyPump, READ_SIZE};
 use crate::http::chunked::ChunkedDecoder;
@@ -38,7 +39,7 @@ const DRAIN_LIMIT: u64 = 256 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A stream socket the engine can serve: TCP or unix.
-pub trait Socket: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + Sync + 'static {
+pub trait Socket: AsyncRead + AsyncWrite + AsRawFd + AsFd + Unpin + Send + Sync + 'static {
     /// Waits until the socket may be writable.
     fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
     /// Runs a non-blocking write operation on the raw socket, clearing readiness on
@@ -236,7 +237,7 @@ impl<S: Socket> Connection<S> {
             listener: Arc::clone(&self.listener),
         };
         let exchange = Exchange {
-            head,
+            head: RequestForm::Http(head),
             body,
             sink: Box::new(HttpSink::new(events_tx, is_head)),
         };

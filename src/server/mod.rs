@@ -28,8 +28,44 @@ use pool::WorkerPool;
 /// How often the waiting thread lets Python handle signals.
 const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
+/// What the listeners speak: HTTP to clients, or a gateway protocol to a front server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireProtocol {
+    /// HTTP/1.1 (the default).
+    Http,
+    /// FastCGI, responder role (`crate::fastcgi`).
+    FastCgi,
+    /// uwsgi, nginx's `uwsgi_pass` (`crate::uwsgi`).
+    Uwsgi,
+}
+
+impl WireProtocol {
+    /// Parses `http`, `fastcgi` or `uwsgi`.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "http" => Ok(WireProtocol::Http),
+            "fastcgi" => Ok(WireProtocol::FastCgi),
+            "uwsgi" => Ok(WireProtocol::Uwsgi),
+            other => Err(format!(
+                "unknown protocol {other:?}: expected http, fastcgi or uwsgi"
+            )),
+        }
+    }
+
+    /// The scheme shown in `Listening at:` log lines.
+    fn scheme(self) -> &'static str {
+        match self {
+            WireProtocol::Http => "http",
+            WireProtocol::FastCgi => "fastcgi",
+            WireProtocol::Uwsgi => "uwsgi",
+        }
+    }
+}
+
 /// What `serve` was asked to do.
 pub struct ServerConfig {
+    /// What the listeners speak.
+    pub protocol: WireProtocol,
     /// `--bind` values.
     pub binds: Vec<String>,
     /// Python threads running the app.
@@ -107,6 +143,7 @@ pub fn run(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<()>
         BridgeOptions {
             multithread: config.threads > 1,
             multiprocess: false,
+            run_once: false,
         },
     )?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -122,7 +159,12 @@ pub fn run(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<()>
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let connections = Arc::new(ConnectionCount::default());
     let mut unix_paths = Vec::new();
-    for (listener, info) in listeners {
+    for (listener, mut info) in listeners {
+        if config.protocol != WireProtocol::Http {
+            if let Some(address) = info.display.strip_prefix("http://") {
+                info.display = format!("{}://{address}", config.protocol.scheme());
+            }
+        }
         tracing::info!("Listening at: {} ({})", info.display, std::process::id());
         if let Listener::Unix(_, path) = &listener {
             unix_paths.push(path.clone());
@@ -133,7 +175,12 @@ pub fn run(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<()>
             access_log: access_log.clone(),
             dispatcher: pool.sender(),
         });
-        runtime.spawn(accept_loop(listener, ctx, Arc::clone(&connections)));
+        runtime.spawn(accept_loop(
+            listener,
+            ctx,
+            Arc::clone(&connections),
+            config.protocol,
+        ));
     }
     tracing::info!(
         "Using {} Python thread{}",
@@ -177,7 +224,12 @@ pub fn run(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<()>
     Err(interrupt)
 }
 
-async fn accept_loop(listener: Listener, ctx: Arc<ConnContext>, connections: Arc<ConnectionCount>) {
+async fn accept_loop(
+    listener: Listener,
+    ctx: Arc<ConnContext>,
+    connections: Arc<ConnectionCount>,
+    protocol: WireProtocol,
+) {
     match listener {
         Listener::Tcp(std_listener) => {
             let listener = match tokio::net::TcpListener::from_std(std_listener) {
@@ -190,7 +242,7 @@ async fn accept_loop(listener: Listener, ctx: Arc<ConnContext>, connections: Arc
                 }
             };
             let (listener, info) = (&listener, &ctx.listener);
-            serve_accepted(&ctx, &connections, move || async move {
+            serve_accepted(&ctx, &connections, protocol, move || async move {
                 let (stream, peer) = listener.accept().await?;
                 let _ = stream.set_nodelay(true);
                 let server = server_address(info, stream.local_addr().ok());
@@ -209,7 +261,7 @@ async fn accept_loop(listener: Listener, ctx: Arc<ConnContext>, connections: Arc
                 }
             };
             let (listener, info) = (&listener, &ctx.listener);
-            serve_accepted(&ctx, &connections, move || async move {
+            serve_accepted(&ctx, &connections, protocol, move || async move {
                 let (stream, _) = listener.accept().await?;
                 Ok((stream, Peer::Unix, Arc::clone(info)))
             })
@@ -223,6 +275,7 @@ async fn accept_loop(listener: Listener, ctx: Arc<ConnContext>, connections: Arc
 async fn serve_accepted<S, F, Fut>(
     ctx: &Arc<ConnContext>,
     connections: &Arc<ConnectionCount>,
+    protocol: WireProtocol,
     mut accept: F,
 ) where
     S: Socket,
@@ -237,7 +290,11 @@ async fn serve_accepted<S, F, Fut>(
                     let guard = connections.enter();
                     let ctx = Arc::clone(ctx);
                     tokio::spawn(async move {
-                        serve_connection(stream, peer, server, ctx).await;
+                        match protocol {
+                            WireProtocol::Http => serve_connection(stream, peer, server, ctx).await,
+                            WireProtocol::FastCgi => crate::fastcgi::conn::serve_connection(stream, ctx).await,
+                            WireProtocol::Uwsgi => crate::uwsgi::conn::serve_connection(stream, ctx).await,
+                        }
                         drop(guard);
                     });
                 }

@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
-use crate::gateway::{Exchange, RequestBody, RequestHead};
+use crate::gateway::{Exchange, RequestBody, RequestForm};
 use crate::wsgi::environ::{EnvironTemplate, TemplateOptions};
 use crate::wsgi::errors::ErrorStream;
 use crate::wsgi::file_wrapper::FileWrapper;
@@ -28,6 +28,8 @@ pub struct BridgeOptions {
     pub multithread: bool,
     /// More than one process runs the app.
     pub multiprocess: bool,
+    /// The process serves one request and exits (the CGI gateway).
+    pub run_once: bool,
 }
 
 /// Runs requests through one WSGI application.
@@ -65,6 +67,7 @@ impl Bridge {
             TemplateOptions {
                 multithread: options.multithread,
                 multiprocess: options.multiprocess,
+                run_once: options.run_once,
                 errors,
                 file_wrapper,
             },
@@ -107,14 +110,15 @@ impl Bridge {
     fn call(
         &self,
         py: Python<'_>,
-        head: &RequestHead,
+        head: &RequestForm,
         input: &Bound<'_, PyAny>,
         responder: &Bound<'_, Responder>,
     ) -> Result<(), Fault> {
-        let environ = self
-            .environ
-            .build(py, head, input)
-            .map_err(Fault::Exception)?;
+        let environ = match head {
+            RequestForm::Http(head) => self.environ.build(py, head, input),
+            RequestForm::Cgi(request) => self.environ.build_cgi(py, request, input),
+        }
+        .map_err(Fault::Exception)?;
         let start_response = responder
             .getattr(pyo3::intern!(py, "start_response"))
             .map_err(Fault::Exception)?;
@@ -274,12 +278,8 @@ fn close_result(result: &Bound<'_, PyAny>) -> Result<(), Fault> {
     }
 }
 
-fn label(head: &RequestHead) -> String {
-    format!(
-        "{} {}",
-        String::from_utf8_lossy(&head.method),
-        String::from_utf8_lossy(&head.target)
-    )
+fn label(head: &RequestForm) -> String {
+    head.label()
 }
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {
@@ -290,7 +290,7 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
 }
 
 /// Logs a fault as one error line (followed by the traceback for exceptions).
-fn report(py: Python<'_>, head: &RequestHead, fault: &Fault) {
+fn report(py: Python<'_>, head: &RequestForm, fault: &Fault) {
     match fault {
         Fault::Disconnected => {
             tracing::debug!("Client disconnected during {}", label(head));
