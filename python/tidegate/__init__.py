@@ -12,7 +12,11 @@ or from the command line: ``tidegate myproject.wsgi:application``. Behind a fron
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional, Union
+# typing is imported for type checkers only: importing it costs more than all of tidegate,
+# and a CGI script pays for every import on every request.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Optional, Union
 
 from tidegate._tidegate import ClientDisconnected, FileWrapper, __version__
 from tidegate._tidegate import run_cgi as _run_cgi
