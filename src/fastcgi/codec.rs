@@ -233,7 +233,13 @@ pub fn encode_get_values_result(
     limits: Limits,
 ) -> Result<(), CodecError> {
     let mut body = BytesMut::new();
+    let mut answered: Vec<Bytes> = Vec::new();
     for (name, _) in parse_pairs(content)? {
+        // Each variable once, however often it is asked for: the answer stays a few
+        // dozen bytes, far below the record size limit.
+        if answered.contains(&name) {
+            continue;
+        }
         let value = match name.as_ref() {
             b"FCGI_MAX_CONNS" => limits.max_conns.to_string(),
             b"FCGI_MAX_REQS" => limits.max_reqs.to_string(),
@@ -242,10 +248,10 @@ pub fn encode_get_values_result(
             _ => continue,
         };
         encode_pair(&mut body, &name, value.as_bytes());
+        answered.push(name);
     }
-    let body = &body[..body.len().min(MAX_CONTENT)];
     encode_header(out, GET_VALUES_RESULT, 0, body.len() as u16);
-    out.put_slice(body);
+    out.put_slice(&body);
     Ok(())
 }
 
@@ -370,6 +376,9 @@ mod tests {
         encode_pair(&mut query, b"FCGI_MAX_CONNS", b"");
         encode_pair(&mut query, b"FCGI_UNHEARD_OF", b"");
         encode_pair(&mut query, b"FCGI_MPXS_CONNS", b"");
+        for _ in 0..5000 {
+            encode_pair(&mut query, b"FCGI_MAX_CONNS", b"");
+        }
         let mut out = BytesMut::new();
         encode_get_values_result(
             &mut out,

@@ -312,3 +312,26 @@ def test_a_failing_view_behind_lighttpd(lighttpd):
     response = requests.get(lighttpd.url + "/cgi-bin/flask.cgi/fail", timeout=30)
     assert response.status_code == 500
     assert "RuntimeError: flask view failed" in lighttpd.log
+
+
+def test_the_cli_falls_back_to_argparse_for_anything_unusual():
+    """The CGI fast path reads only the plain forms; the rest gets argparse's errors."""
+    for args, message in [
+        (["--protocol", "cgi", "--bogus", "cgi_apps:hello"], b"unrecognized arguments: --bogus"),
+        (["cgi_apps:hello", "extra"], b"unrecognized arguments: extra"),
+        (["--protocol", "cgi", "--chdir", "/nonexistent/dir", "cgi_apps:hello"], b"argument --chdir"),
+    ]:
+        result = subprocess.run([sys.executable, "-m", "tidegate", *args], env=_bytes_env(cgi_env()),
+                                cwd=str(APPS), capture_output=True, timeout=30)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+
+
+def test_the_shebang_form_ignores_the_script_path(tmp_path):
+    """``#!/usr/bin/env -S tidegate --protocol cgi APP`` runs with the script's path last."""
+    script = tmp_path / "app.cgi"
+    script.write_text(f"#!/usr/bin/env -S {sys.executable} -m tidegate --protocol cgi cgi_apps:hello\n")
+    script.chmod(0o755)
+    result = subprocess.run([str(script)], env=_bytes_env(cgi_env()), cwd=str(APPS),
+                            capture_output=True, timeout=30)
+    assert result.stdout == run("wsgiref", "hello").stdout, result.stderr
