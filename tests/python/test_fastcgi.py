@@ -189,3 +189,18 @@ def test_an_app_error_after_the_head_ends_without_end_request(fcgi):
     with pytest.raises(ConnectionError):
         reader.response(1)
     fcgi.server.wait_for_log(r"boom after the head")
+
+
+def test_access_log_uses_the_front_servers_variables(server_factory):
+    server = server_factory(APP, "--protocol", "fastcgi", "--access-log")
+    sock = server.connect(timeout=20)
+    params = cgi_params(path="/hello", query="q=1", REQUEST_URI="/hello?q=1", REMOTE_ADDR="198.51.100.9",
+                        HTTP_USER_AGENT="agent/1.0", HTTP_REFERER="http://ref/")
+    sock.sendall(request_records(1, params))
+    FcgiReader(sock).response(1)
+    deadline = time.monotonic() + 5
+    while "GET /hello?q=1" not in server.stdout and time.monotonic() < deadline:
+        time.sleep(0.02)
+    line = server.stdout.strip().splitlines()[-1]
+    assert line.startswith("198.51.100.9 - - [")
+    assert '"GET /hello?q=1 HTTP/1.1" 200 13 "http://ref/" "agent/1.0"' in line
