@@ -20,8 +20,9 @@ use crate::fastcgi::codec::{self, CodecError, Limits, Record};
 use crate::gateway::{BodyError, CgiRequest, Exchange, RequestBody, RequestForm, ResponseEnd};
 use crate::http::body::READ_SIZE;
 use crate::http::conn::Socket;
-use crate::http::sink::BodyMessage;
-use crate::http::sink::{HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE};
+use crate::http::sink::{
+    BodyMessage, HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE,
+};
 use crate::http::writer::{sendfile_all, OutQueue};
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
