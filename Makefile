@@ -9,7 +9,7 @@ DEV_BUILD_ENV = CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNIT
 # Other CPython versions tested by `make test` when pyenv has them.
 OTHER_PYTHONS ?= 3.9 3.10 3.12 3.13
 
-.PHONY: system-deps dev lint rust-test stubtest pytest test test-pythons bench clean
+.PHONY: system-deps dev lint rust-test stubtest pytest test test-pythons bench bench-cgi fuzz clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +19,24 @@ $(VENV)/.deps: pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install -q "maturin>=1.9.4,<2" "pytest>=7" pytest-timeout requests flask django mypy
 	touch $@
 
-## system-deps: strace, which the sendfile test uses to see the syscall (Debian, as root)
+## system-deps: what the tests run besides Python (Debian, as root): strace for the sendfile
+## test, nginx (fastcgi_pass/uwsgi_pass, and in front of two instances) and lighttpd (CGI)
+## for the gateway tests, systemd-socket-activate for the socket activation test. A
+## policy-rc.d guard keeps apt from starting their system services.
+SYSTEM_TOOLS = strace:strace nginx:/usr/sbin/nginx lighttpd:/usr/sbin/lighttpd systemd:systemd-socket-activate
 system-deps:
-	@command -v strace >/dev/null 2>&1 || { \
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v "$${pair#*:}" >/dev/null 2>&1 || missing="$$missing $${pair%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; \
-	  else echo "strace is not installed: the sendfile(2) test will be skipped"; fi; }
+	    guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1; fi; \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	      || echo "could not install$$missing: the tests that need them will be skipped"; \
+	    if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	  else echo "not installed:$$missing (not root or no apt-get): the tests that need them will be skipped"; fi; \
+	fi
 
 ## dev: build the extension in release mode (no LTO) into .venv
 dev: $(VENV)/.deps
@@ -57,6 +69,20 @@ test: system-deps $(VENV)/.deps lint rust-test stubtest pytest test-pythons
 ## bench: compare tidegate with the peers (see bench/README.md)
 bench:
 	bash bench/run.sh
+
+## bench-cgi: one CGI request through tidegate vs wsgiref.handlers.CGIHandler (whole process)
+bench-cgi: dev
+	$(VENV)/bin/python bench/cgi.py
+
+## fuzz: each gateway codec under libFuzzer for FUZZ_SECONDS (cargo-fuzz on the stable
+## toolchain, hence RUSTC_BOOTSTRAP); the corpus stays in fuzz/corpus/ between runs
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = fastcgi_codec uwsgi_codec
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run --release $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	  echo "$$target: corpus of $$(ls corpus/$$target | wc -l) inputs"; done
 
 clean:
 	rm -rf $(VENV) .venv-* target

@@ -1,10 +1,12 @@
 //! The contract between a gateway engine and the WSGI bridge.
 //!
-//! An engine (the HTTP/1.1 server today; the CGI, FastCGI and uwsgi gateways later) parses
-//! requests its own way and hands the bridge three things: a [`RequestHead`], a
-//! [`BodySource`] that yields the request body, and a [`ResponseSink`] that takes the
-//! response. The bridge (`crate::wsgi`) knows nothing of sockets or framing; the engine
-//! knows nothing of Python.
+//! An engine (the HTTP/1.1 server, or one of the CGI, FastCGI and uwsgi gateways) parses
+//! requests its own way and hands the bridge three things: the request in one of two
+//! [`RequestForm`]s, a [`BodySource`] that yields the request body, and a [`ResponseSink`]
+//! that takes the response. The HTTP engine parses the request itself and hands over a
+//! [`RequestHead`]; the gateways behind a front server receive the request already turned
+//! into CGI meta-variables (RFC 3875) and hand those over as a [`CgiRequest`]. The bridge
+//! (`crate::wsgi`) knows nothing of sockets or framing; the engine knows nothing of Python.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -78,6 +80,103 @@ impl RequestHead {
     /// Whether this is a HEAD request (its response carries no body).
     pub fn is_head(&self) -> bool {
         self.method.as_ref() == b"HEAD"
+    }
+}
+
+/// A request as a front server describes it: CGI meta-variables (RFC 3875) such as
+/// `REQUEST_METHOD`, `PATH_INFO`, `SERVER_NAME` and `HTTP_*`, names and values as the raw
+/// bytes the front server sent, in the order it sent them. The CGI gateway reads them from
+/// the process environment, FastCGI from `FCGI_PARAMS`, uwsgi from its key/value block.
+#[derive(Debug, Default)]
+pub struct CgiRequest {
+    /// The variables in the order received. A name sent twice keeps its last value, as
+    /// when the variables are put into a dict.
+    pub vars: Vec<(Bytes, Bytes)>,
+}
+
+impl CgiRequest {
+    /// The value of `name` (the last one if it was sent twice).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.vars
+            .iter()
+            .rev()
+            .find(|(n, _)| n.as_ref() == name.as_bytes())
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// `REQUEST_METHOD`, empty when absent.
+    pub fn method(&self) -> &[u8] {
+        self.get("REQUEST_METHOD").unwrap_or_default()
+    }
+
+    /// Whether this is a HEAD request (its response carries no body).
+    pub fn is_head(&self) -> bool {
+        self.method() == b"HEAD"
+    }
+
+    /// Whether the front server says the client used TLS: `HTTPS` is `on`, `yes` or `1`
+    /// (what Apache, nginx and lighttpd send; `wsgiref.util.guess_scheme` reads the same).
+    pub fn is_https(&self) -> bool {
+        self.get("HTTPS").is_some_and(|value| {
+            [&b"on"[..], b"yes", b"1"]
+                .iter()
+                .any(|token| value.eq_ignore_ascii_case(token))
+        })
+    }
+
+    /// `CONTENT_LENGTH`: `Ok(None)` when absent or empty, `Err` when it is not a number.
+    pub fn content_length(&self) -> Result<Option<u64>, String> {
+        match self.get("CONTENT_LENGTH") {
+            None | Some(b"") => Ok(None),
+            Some(value) => crate::wsgi::head::parse_content_length(value)
+                .map(Some)
+                .ok_or_else(|| {
+                    format!(
+                        "CONTENT_LENGTH {:?} is not a number of bytes",
+                        String::from_utf8_lossy(value)
+                    )
+                }),
+        }
+    }
+
+    /// The request as `METHOD URI` for log lines: `REQUEST_URI` when the front server sent
+    /// it, else `SCRIPT_NAME`, `PATH_INFO` and `QUERY_STRING` put back together.
+    pub fn label(&self) -> String {
+        let method = String::from_utf8_lossy(self.method());
+        if let Some(uri) = self.get("REQUEST_URI") {
+            return format!("{method} {}", String::from_utf8_lossy(uri));
+        }
+        let mut uri = Vec::new();
+        uri.extend_from_slice(self.get("SCRIPT_NAME").unwrap_or_default());
+        uri.extend_from_slice(self.get("PATH_INFO").unwrap_or_default());
+        if let Some(query) = self.get("QUERY_STRING").filter(|q| !q.is_empty()) {
+            uri.push(b'?');
+            uri.extend_from_slice(query);
+        }
+        format!("{method} {}", String::from_utf8_lossy(&uri))
+    }
+}
+
+/// A request in the form its engine received it.
+#[derive(Debug)]
+pub enum RequestForm {
+    /// Parsed from HTTP by tidegate's own engine.
+    Http(RequestHead),
+    /// Described by a front server with CGI meta-variables (CGI, FastCGI, uwsgi).
+    Cgi(CgiRequest),
+}
+
+impl RequestForm {
+    /// The request as `METHOD TARGET`, for log lines.
+    pub fn label(&self) -> String {
+        match self {
+            RequestForm::Http(head) => format!(
+                "{} {}",
+                String::from_utf8_lossy(&head.method),
+                String::from_utf8_lossy(&head.target)
+            ),
+            RequestForm::Cgi(request) => request.label(),
+        }
     }
 }
 
@@ -208,8 +307,8 @@ pub enum RequestBody {
 
 /// One request handed from an engine to the bridge.
 pub struct Exchange {
-    /// The request head.
-    pub head: RequestHead,
+    /// The request: an HTTP head or CGI variables.
+    pub head: RequestForm,
     /// The request body.
     pub body: RequestBody,
     /// Where the response goes.
@@ -217,4 +316,74 @@ pub struct Exchange {
     /// Called by the worker's watchdog if the request runs past `--timeout`: the engine
     /// then answers 504 (or cuts the connection if the response had started).
     pub on_overdue: Option<Box<dyn FnOnce() + Send>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(vars: &[(&'static str, &'static str)]) -> CgiRequest {
+        CgiRequest {
+            vars: vars
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        Bytes::from_static(n.as_bytes()),
+                        Bytes::from_static(v.as_bytes()),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_last_value_of_a_repeated_variable_wins() {
+        let r = request(&[("A", "1"), ("REQUEST_METHOD", "HEAD"), ("A", "2")]);
+        assert_eq!(r.get("A"), Some(&b"2"[..]));
+        assert_eq!(r.get("B"), None);
+        assert!(r.is_head());
+    }
+
+    #[test]
+    fn https_flags() {
+        for on in ["on", "ON", "1", "yes"] {
+            assert!(request(&[("HTTPS", on)]).is_https(), "{on}");
+        }
+        for off in ["off", "", "0", "true"] {
+            assert!(!request(&[("HTTPS", off)]).is_https(), "{off}");
+        }
+        assert!(!request(&[]).is_https());
+    }
+
+    #[test]
+    fn content_lengths() {
+        assert_eq!(request(&[]).content_length(), Ok(None));
+        assert_eq!(
+            request(&[("CONTENT_LENGTH", "")]).content_length(),
+            Ok(None)
+        );
+        assert_eq!(
+            request(&[("CONTENT_LENGTH", "12")]).content_length(),
+            Ok(Some(12))
+        );
+        assert!(request(&[("CONTENT_LENGTH", "abc")])
+            .content_length()
+            .is_err());
+        assert!(request(&[("CONTENT_LENGTH", "-1")])
+            .content_length()
+            .is_err());
+    }
+
+    #[test]
+    fn labels() {
+        let r = request(&[("REQUEST_METHOD", "GET"), ("REQUEST_URI", "/a?b")]);
+        assert_eq!(r.label(), "GET /a?b");
+        let r = request(&[
+            ("REQUEST_METHOD", "POST"),
+            ("SCRIPT_NAME", "/app.cgi"),
+            ("PATH_INFO", "/x"),
+            ("QUERY_STRING", "q=1"),
+        ]);
+        assert_eq!(r.label(), "POST /app.cgi/x?q=1");
+    }
 }

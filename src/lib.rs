@@ -5,14 +5,18 @@
 //! The crate is the extension module `tidegate._tidegate`. Its parts, each in its own
 //! module:
 //!
-//! - [`gateway`]: the contract between an engine and the WSGI bridge (request head, body
-//!   source, response sink), so the HTTP/1.1 server and the later CGI, FastCGI and uwsgi
-//!   gateways share one bridge;
+//! - [`gateway`]: the contract between an engine and the WSGI bridge (the request as an
+//!   HTTP head or as CGI variables, body source, response sink), so the HTTP/1.1 server
+//!   and the CGI, FastCGI and uwsgi gateways share one bridge;
 //! - [`wsgi`]: the bridge, PEP 3333 complete and strict: environ, `wsgi.input`,
 //!   `start_response`/`write`/`exc_info`, `close()`, `wsgi.file_wrapper`, and clear errors
 //!   for apps that break the rules;
 //! - [`http`]: the HTTP/1.1 engine on tokio (keep-alive, pipelining, chunked bodies,
 //!   `100-continue`, sendfile);
+//! - [`cgi`]: the CGI gateway, one request per process over environment, stdin and stdout;
+//! - [`fastcgi`] and [`uwsgi`]: the long-lived gateways behind a front server (nginx's
+//!   `fastcgi_pass` and `uwsgi_pass`), each a codec and a connection loop on the same
+//!   runtime as the HTTP engine;
 //! - [`server`]: listening sockets, the Python threads, start and graceful stop;
 //! - [`logging`]: the error log and the access log.
 //!
@@ -21,10 +25,13 @@
 
 #![deny(missing_docs)]
 
+pub mod cgi;
+pub mod fastcgi;
 pub mod gateway;
 pub mod http;
 pub mod logging;
 pub mod server;
+pub mod uwsgi;
 pub mod wsgi;
 
 use std::time::Duration;
@@ -75,7 +82,7 @@ fn http_limits(values: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<http
 
 /// Serves `app` on `binds` in this process until interrupted (see `tidegate.serve`).
 #[pyfunction]
-#[pyo3(signature = (app, binds, threads, access_log, log_level))]
+#[pyo3(signature = (app, binds, threads, access_log, log_level, protocol = "http"))]
 fn serve(
     py: Python<'_>,
     app: Py<PyAny>,
@@ -83,14 +90,17 @@ fn serve(
     threads: usize,
     access_log: Option<String>,
     log_level: String,
+    protocol: &str,
 ) -> PyResult<()> {
     if threads == 0 {
         return Err(PyValueError::new_err("threads must be at least 1"));
     }
+    let protocol = server::WireProtocol::parse(protocol).map_err(PyValueError::new_err)?;
     server::serve(
         py,
         app,
         server::ServerConfig {
+            protocol,
             binds,
             threads,
             access_log,
@@ -109,7 +119,7 @@ fn serve(
 #[pyo3(signature = (
     loader, *, binds, threads, workers, access_log, log_level, timeout, graceful_timeout,
     max_requests, max_requests_jitter, max_rss, reload, pid_file, backlog, umask, hooks,
-    limits = None
+    limits = None, protocol = "http"
 ))]
 #[allow(clippy::too_many_arguments)]
 fn supervise(
@@ -131,6 +141,7 @@ fn supervise(
     umask: Option<u32>,
     hooks: std::collections::HashMap<String, Option<Py<PyAny>>>,
     limits: Option<&Bound<'_, pyo3::types::PyDict>>,
+    protocol: &str,
 ) -> PyResult<i32> {
     if threads == 0 || workers == 0 {
         return Err(PyValueError::new_err(
@@ -148,6 +159,7 @@ fn supervise(
     let timeout = seconds(timeout, "timeout")?;
     let config = server::supervisor::SupervisorConfig {
         server: server::ServerConfig {
+            protocol: server::WireProtocol::parse(protocol).map_err(PyValueError::new_err)?,
             binds,
             threads,
             access_log,
@@ -165,6 +177,13 @@ fn supervise(
         pid_file,
     };
     server::supervisor::run(py, loader, process_hooks, config)
+}
+
+/// Runs `app` once as a CGI script (see `tidegate.run_cgi`). Returns whether the response
+/// went out complete.
+#[pyfunction]
+fn run_cgi(py: Python<'_>, app: Py<PyAny>) -> PyResult<bool> {
+    cgi::run(py, app)
 }
 
 /// Raises ValueError naming the problem if `address` is not a valid bind address.
@@ -187,5 +206,6 @@ fn _tidegate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serve, m)?)?;
     m.add_function(wrap_pyfunction!(supervise, m)?)?;
     m.add_function(wrap_pyfunction!(check_bind, m)?)?;
+    m.add_function(wrap_pyfunction!(run_cgi, m)?)?;
     Ok(())
 }

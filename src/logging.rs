@@ -17,7 +17,7 @@ use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
-use crate::gateway::{Peer, Protocol};
+use crate::gateway::{CgiRequest, Peer, Protocol};
 
 /// 0 debug, 1 info, 2 warning, 3 error, 4 critical.
 static THRESHOLD: AtomicU8 = AtomicU8::new(1);
@@ -188,6 +188,36 @@ impl AccessEntry {
             ),
             referer: field(b"referer"),
             user_agent: field(b"user-agent"),
+        }
+    }
+}
+
+impl AccessEntry {
+    /// Captures the fields of a request a front server described (FastCGI, uwsgi): the
+    /// client is `REMOTE_ADDR`, the request line `REQUEST_METHOD REQUEST_URI
+    /// SERVER_PROTOCOL`.
+    pub fn from_cgi(request: &CgiRequest) -> Self {
+        let field = |name: &str| request.get(name).map_or_else(|| "-".to_string(), escape);
+        let uri = match request.get("REQUEST_URI") {
+            Some(uri) => escape(uri),
+            None => escape(
+                request
+                    .label()
+                    .split_once(' ')
+                    .map_or("", |(_, uri)| uri)
+                    .as_bytes(),
+            ),
+        };
+        AccessEntry {
+            client: field("REMOTE_ADDR"),
+            request_line: format!(
+                "{} {} {}",
+                escape(request.method()),
+                uri,
+                field("SERVER_PROTOCOL")
+            ),
+            referer: field("HTTP_REFERER"),
+            user_agent: field("HTTP_USER_AGENT"),
         }
     }
 }

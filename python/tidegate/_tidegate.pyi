@@ -2,7 +2,15 @@
 
 from typing import Any, Callable, Dict, Iterator, List, Optional, final
 
-__all__ = ["ClientDisconnected", "FileWrapper", "__version__", "check_bind", "serve", "supervise"]
+__all__ = [
+    "ClientDisconnected",
+    "FileWrapper",
+    "__version__",
+    "check_bind",
+    "run_cgi",
+    "serve",
+    "supervise",
+]
 
 __version__: str
 
@@ -28,6 +36,7 @@ def serve(
     threads: int,
     access_log: Optional[str],
     log_level: str,
+    protocol: str = "http",
 ) -> None:
     """Serve ``app`` until a signal handler raises; re-raises that exception."""
 
@@ -50,8 +59,12 @@ def supervise(
     umask: Optional[int],
     hooks: Dict[str, Optional[Callable[..., Any]]],
     limits: Optional[Dict[str, float]] = None,
+    protocol: str = "http",
 ) -> int:
     """Run the supervisor and its workers; return the exit status."""
+
+def run_cgi(app: Callable[..., Any]) -> bool:
+    """Run ``app`` once as a CGI script; return whether the response went out complete."""
 
 def check_bind(address: str) -> None:
     """Raise ValueError naming the problem if ``address`` is not a valid bind address."""

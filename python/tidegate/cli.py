@@ -11,14 +11,17 @@ use) end in one message naming the problem and a non-zero exit status:
 
 from __future__ import annotations
 
-import argparse
-import functools
 import os
 import sys
-from typing import Any, Callable, List, Optional, Sequence
 
-from tidegate import DEFAULT_BIND, LOG_LEVELS, __version__
-from tidegate._process import load_hooks
+# argparse, signal and typing are imported where needed: a CGI script runs this module once per
+# request, and argparse's import alone costs more than the rest of tidegate.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, Callable, List, Optional, Sequence
+
+from tidegate import DEFAULT_BIND, LOG_LEVELS, PROTOCOLS, __version__, run_cgi
 from tidegate._tidegate import check_bind, supervise
 from tidegate.loader import AppLoadError, check_findable, load_app
 
@@ -28,6 +31,8 @@ EXIT_APP_LOAD_ERROR = 4
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for ``tidegate [OPTIONS] APP``."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="tidegate",
         description="Serve a WSGI application (PEP 3333) with tidegate's Rust engine.",
@@ -37,6 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("app", metavar="APP", help="the WSGI application to serve")
+    # A CGI script whose first line is "#!/usr/bin/env -S tidegate --protocol cgi APP" is
+    # run as that command with the script's path appended: accept and ignore it.
+    parser.add_argument("cgi_script", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--protocol",
+        default="http",
+        choices=PROTOCOLS,
+        help=(
+            "what to speak: http (default); fastcgi or uwsgi to serve a front server "
+            "(nginx fastcgi_pass/uwsgi_pass) on the --bind addresses; cgi to answer one "
+            "request as a CGI script (environment, stdin, stdout) and exit"
+        ),
+    )
     parser.add_argument(
         "-b",
         "--bind",
@@ -201,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive_int(text: str) -> int:
+    import argparse
+
     try:
         value = int(text)
     except ValueError:
@@ -247,23 +267,64 @@ def _python_paths(values: Sequence[str]) -> List[str]:
     return paths
 
 
+def _cgi_options(args: Sequence[str]) -> Optional[argparse.Namespace]:
+    """The options of a plain CGI invocation, read without argparse, or None for anything
+    else (which argparse then parses, errors included): ``--protocol cgi``, ``--chdir DIR``
+    and ``--pythonpath DIRS`` (as ``--opt value`` or ``--opt=value``), APP, and the script
+    path a shebang line appends."""
+    names = {"--protocol": "protocol", "--chdir": "chdir", "--pythonpath": "pythonpath"}
+    values: dict = {"protocol": None, "chdir": None, "pythonpath": []}
+    positional = []
+    arguments = iter(args)
+    for arg in arguments:
+        if not arg.startswith("-"):
+            positional.append(arg)
+            continue
+        name, equals, value = arg.partition("=")
+        if name not in names:
+            return None
+        if not equals:
+            value = next(arguments, "-")
+            if value.startswith("-"):
+                return None
+        if name == "--pythonpath":
+            values["pythonpath"].append(value)
+        else:
+            values[names[name]] = value
+    if values["protocol"] != "cgi" or not 1 <= len(positional) <= 2:
+        return None
+    from types import SimpleNamespace
+
+    options = SimpleNamespace(
+        app=positional[0], cgi_script=positional[1] if len(positional) == 2 else None,
+        bind=None, threads=1, log_level="info", access_log=False, access_logfile=None, **values,
+    )
+    return options  # type: ignore[return-value]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Run the command line; exits the process with the status described in the module doc."""
-    parser = build_parser()
-    options = parser.parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    options = _cgi_options(args)
+    if options is None:
+        options = build_parser().parse_args(args)
 
+    if options.cgi_script is not None and options.protocol != "cgi":
+        build_parser().error(f"unrecognized arguments: {options.cgi_script}")
     binds = options.bind or [DEFAULT_BIND]
     for bind in binds:
         try:
             check_bind(bind)
         except ValueError as error:
-            parser.error(f"argument -b/--bind: {error}")
+            build_parser().error(f"argument -b/--bind: {error}")
 
     if options.chdir:
         try:
             os.chdir(options.chdir)
         except OSError as error:
-            parser.error(f"argument --chdir: cannot change to {options.chdir!r}: {error.strerror}")
+            build_parser().error(
+                f"argument --chdir: cannot change to {options.chdir!r}: {error.strerror}"
+            )
     # Like gunicorn: the working directory comes first on sys.path, then --pythonpath.
     for path in reversed(_python_paths(options.pythonpath)):
         sys.path.insert(0, os.path.abspath(path))
@@ -271,6 +332,21 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
 
+    if options.protocol == "cgi":
+        try:
+            app = load_app(options.app)
+        except AppLoadError as error:
+            print(f"tidegate: error: {error}", file=sys.stderr)
+            sys.exit(EXIT_APP_LOAD_ERROR)
+        # One request; run_cgi raises SystemExit(1) if the response had to be cut.
+        run_cgi(app)
+        return
+
+    import functools
+
+    from tidegate._process import load_hooks
+
+    parser = build_parser()
     if options.reload and options.preload:
         parser.error("--reload cannot be used with --preload (a preloaded app cannot be re-imported)")
 
@@ -324,6 +400,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 "write_timeout": options.write_timeout,
                 "max_connections": options.max_connections,
             },
+            protocol=options.protocol,
         )
     except OSError as error:
         print(f"tidegate: error: {error}", file=sys.stderr)

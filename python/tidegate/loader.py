@@ -13,11 +13,16 @@ raised carries the formatted traceback, so the user sees which line of their cod
 
 from __future__ import annotations
 
-import ast
 import importlib
+import keyword
 import sys
-import traceback
-from typing import Any, Callable
+
+# ast, traceback and typing are imported where needed: a CGI process loads the app on every
+# request, and the common APP forms need none of them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ast
+    from typing import Any, Callable
 
 __all__ = ["AppLoadError", "check_findable", "load_app"]
 
@@ -87,6 +92,8 @@ def _import(module_name: str, spec: str) -> Any:
 
 
 def _import_failure(module_name: str, spec: str) -> str:
+    import traceback
+
     details = traceback.format_exc().rstrip()
     return f"failed to import module {module_name!r} (APP {spec!r}):\n{details}"
 
@@ -103,6 +110,13 @@ def _default_attribute(module: Any, spec: str) -> Any:
 
 
 def _evaluate(module: Any, expression: str, spec: str) -> Any:
+    names = expression.split(".")
+    if all(name.isidentifier() and not keyword.iskeyword(name) for name in names):
+        # NAME or NAME.ATTR, the usual form: no parser needed.
+        return _follow(module, names, spec)
+    import ast
+    import traceback
+
     try:
         tree = ast.parse(expression, mode="eval").body
     except SyntaxError:
@@ -137,6 +151,8 @@ def _evaluate(module: Any, expression: str, spec: str) -> Any:
 
 def _lookup(module: Any, node: ast.expr, spec: str) -> Any:
     """Follow a ``name`` or ``name.attr.attr`` expression from the module."""
+    import ast
+
     path: list[str] = []
     while isinstance(node, ast.Attribute):
         path.append(node.attr)
@@ -147,9 +163,14 @@ def _lookup(module: Any, node: ast.expr, spec: str) -> Any:
             "expected NAME, NAME.ATTR or NAME(literal arguments)"
         )
     path.append(node.id)
+    return _follow(module, list(reversed(path)), spec)
+
+
+def _follow(module: Any, names: list[str], spec: str) -> Any:
+    """The attribute ``names[0].names[1]...`` of the module."""
     target = module
     where = module.__name__
-    for name in reversed(path):
+    for name in names:
         try:
             target = getattr(target, name)
         except AttributeError:

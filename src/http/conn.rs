@@ -6,7 +6,7 @@
 //! once: response events from the Python thread, and the app's demand for body bytes.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::gateway::{
-    Exchange, ListenerInfo, Peer, Protocol, RequestBody, RequestHead, ResponseEnd, ResponseHead,
+    Exchange, ListenerInfo, Peer, Protocol, RequestBody, RequestForm, RequestHead, ResponseEnd,
+    ResponseHead,
 };
 use crate::http::body::{BodyBounds, BodyDecoder, BodyPump, READ_SIZE};
 use crate::http::chunked::ChunkedDecoder;
@@ -27,6 +28,7 @@ use crate::http::sink::{HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RES
 use crate::http::writer::OutQueue;
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
+use crate::server::capacity::Reservation;
 
 /// How long an idle connection waits for a last request while the server stops.
 const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
@@ -36,7 +38,7 @@ const DRAIN_LIMIT: u64 = 256 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A stream socket the engine can serve: TCP or unix.
-pub trait Socket: AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + Sync + 'static {
+pub trait Socket: AsyncRead + AsyncWrite + AsRawFd + AsFd + Unpin + Send + Sync + 'static {
     /// Waits until the socket may be writable.
     fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
     /// Runs a non-blocking write operation on the raw socket, clearing readiness on
@@ -70,8 +72,10 @@ pub async fn serve_connection<S: Socket>(
     peer: Peer,
     listener: Arc<ListenerInfo>,
     ctx: Arc<ConnContext>,
+    reservation: Reservation,
 ) {
     let mut connection = Connection {
+        reservation,
         stream,
         buf: BytesMut::with_capacity(8 * 1024),
         out: OutQueue::new(),
@@ -85,6 +89,8 @@ pub async fn serve_connection<S: Socket>(
 }
 
 struct Connection<S> {
+    /// Room held for this connection's first request (see `Capacity::reserve`).
+    reservation: Reservation,
     stream: S,
     buf: BytesMut,
     out: OutQueue,
@@ -119,8 +125,10 @@ impl<S: Socket> Connection<S> {
                 return Ok(());
             };
             first = false;
+            // A stop that began while this response went out keep-alive does not close the
+            // connection here: read_head lingers and serves a request already on its way.
             let keep_alive = self.serve_request(parsed).await?;
-            if !keep_alive || *shutdown.borrow() {
+            if !keep_alive {
                 let _ = self.stream.shutdown().await;
                 return Ok(());
             }
@@ -277,14 +285,17 @@ impl<S: Socket> Connection<S> {
         };
         let (overdue_tx, mut overdue) = oneshot::channel::<()>();
         let exchange = Exchange {
-            head,
+            head: RequestForm::Http(head),
             body,
             sink: Box::new(HttpSink::new(events_tx, is_head)),
             on_overdue: Some(Box::new(move || {
                 let _ = overdue_tx.send(());
             })),
         };
-        if !self.ctx.dispatch(exchange) {
+        let dispatched = self.ctx.dispatch(exchange);
+        // From here the request counts by itself.
+        self.reservation.release();
+        if !dispatched {
             self.reject(Rejection {
                 status: 503,
                 detail: "server is shutting down".into(),

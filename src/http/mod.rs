@@ -86,6 +86,8 @@ pub struct ConnContext {
     pub dispatcher: crossbeam_channel::Sender<Exchange>,
     /// Limits and timeouts.
     pub limits: HttpLimits,
+    /// What the connections speak (HTTP, FastCGI or uwsgi).
+    pub protocol: crate::server::WireProtocol,
     /// Requests in flight, for backpressure on accept.
     pub capacity: Arc<crate::server::capacity::Capacity>,
 }

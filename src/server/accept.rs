@@ -10,6 +10,7 @@ use crate::gateway::{ListenerInfo, Peer};
 use crate::http::conn::{serve_connection, Socket};
 use crate::http::ConnContext;
 use crate::server::bind::Listener;
+use crate::server::WireProtocol;
 
 /// Counts open connections, so a stop can wait for them and `--max-connections` can hold
 /// new ones in the backlog.
@@ -153,10 +154,25 @@ async fn serve_accepted<S, F, Fut>(
         tokio::select! {
             accepted = accept() => match accepted {
                 Ok((stream, peer, server)) => {
+                    let reservation = ctx.capacity.reserve();
                     let guard = connections.enter();
                     let ctx = Arc::clone(ctx);
                     tokio::spawn(async move {
-                        serve_connection(stream, peer, server, ctx).await;
+                        match ctx.protocol {
+                            WireProtocol::Http => {
+                                serve_connection(stream, peer, server, ctx, reservation).await;
+                            }
+                            // Front servers keep few long-lived connections: their requests
+                            // count as they come.
+                            WireProtocol::FastCgi => {
+                                drop(reservation);
+                                crate::fastcgi::conn::serve_connection(stream, ctx).await;
+                            }
+                            WireProtocol::Uwsgi => {
+                                drop(reservation);
+                                crate::uwsgi::conn::serve_connection(stream, ctx).await;
+                            }
+                        }
                         drop(guard);
                     });
                 }

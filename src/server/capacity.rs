@@ -41,6 +41,16 @@ impl Capacity {
         }
     }
 
+    /// Holds room for a connection just accepted, until its first request is handed over
+    /// (which then counts by itself). Without it, the accept loop would see free room
+    /// while that request is still being read, and take more connections than there are
+    /// free threads (a worker whose only thread hangs would collect connections it can
+    /// never serve).
+    pub fn reserve(self: &Arc<Self>) -> Reservation {
+        self.acquire();
+        Reservation(Some(Arc::clone(self)))
+    }
+
     /// Resolves once a Python thread is free for a new connection's request.
     pub async fn available(&self) {
         loop {
@@ -51,6 +61,25 @@ impl Capacity {
             }
             freed.await;
         }
+    }
+}
+
+/// Room held for a connection that has not yet sent its first request.
+pub struct Reservation(Option<Arc<Capacity>>);
+
+impl Reservation {
+    /// Gives the room back (the connection's first request now counts by itself, or the
+    /// connection is done).
+    pub fn release(&mut self) {
+        if let Some(capacity) = self.0.take() {
+            capacity.release();
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -70,6 +99,23 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         capacity.release();
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiting)
+            .await
+            .expect("woken")
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_reservation_holds_room_until_released() {
+        let capacity = Capacity::new(1);
+        let mut reservation = capacity.reserve();
+        let waiting = {
+            let capacity = Arc::clone(&capacity);
+            tokio::spawn(async move { capacity.available().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        reservation.release();
         tokio::time::timeout(std::time::Duration::from_secs(1), waiting)
             .await
             .expect("woken")

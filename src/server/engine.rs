@@ -32,6 +32,8 @@ pub struct EngineOptions {
     pub access_log: Option<String>,
     /// HTTP limits and timeouts.
     pub limits: crate::http::HttpLimits,
+    /// What the listeners speak.
+    pub protocol: crate::server::WireProtocol,
 }
 
 /// How to stop.
@@ -73,6 +75,7 @@ impl Engine {
                 multithread: options.threads > 1,
                 multiprocess: options.multiprocess,
                 hooks: options.hooks,
+                run_once: false,
             },
         )?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -99,6 +102,7 @@ impl Engine {
                 dispatcher: pool.sender(),
                 capacity: Arc::clone(&capacity),
                 limits: options.limits,
+                protocol: options.protocol,
             });
             runtime.spawn(accept_loop(listener, ctx, Arc::clone(&connections)));
         }

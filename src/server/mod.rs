@@ -32,9 +32,57 @@ use engine::{Engine, EngineOptions, StopMode};
 /// How often a waiting main thread lets Python handle signals.
 pub const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
+/// What the listeners speak: HTTP to clients, or a gateway protocol to a front server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireProtocol {
+    /// HTTP/1.1 (the default).
+    Http,
+    /// FastCGI, responder role (`crate::fastcgi`).
+    FastCgi,
+    /// uwsgi, nginx's `uwsgi_pass` (`crate::uwsgi`).
+    Uwsgi,
+}
+
+impl WireProtocol {
+    /// Parses `http`, `fastcgi` or `uwsgi`.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "http" => Ok(WireProtocol::Http),
+            "fastcgi" => Ok(WireProtocol::FastCgi),
+            "uwsgi" => Ok(WireProtocol::Uwsgi),
+            other => Err(format!(
+                "unknown protocol {other:?}: expected http, fastcgi or uwsgi"
+            )),
+        }
+    }
+
+    /// The scheme shown in `Listening at:` log lines.
+    fn scheme(self) -> &'static str {
+        match self {
+            WireProtocol::Http => "http",
+            WireProtocol::FastCgi => "fastcgi",
+            WireProtocol::Uwsgi => "uwsgi",
+        }
+    }
+}
+
+/// Shows the protocol in the listeners' log names (`fastcgi://127.0.0.1:9000`).
+pub fn label_listeners(listeners: &mut [(Listener, ListenerInfo)], protocol: WireProtocol) {
+    if protocol == WireProtocol::Http {
+        return;
+    }
+    for (_, info) in listeners {
+        if let Some(address) = info.display.strip_prefix("http://") {
+            info.display = format!("{}://{address}", protocol.scheme());
+        }
+    }
+}
+
 /// What every mode shares: where to listen, how to serve, how to log.
 #[derive(Clone)]
 pub struct ServerConfig {
+    /// What the listeners speak.
+    pub protocol: WireProtocol,
     /// `--bind` values.
     pub binds: Vec<String>,
     /// Python threads running the app, per process.
@@ -90,7 +138,8 @@ pub fn socket_paths(listeners: &[(Listener, ListenerInfo)]) -> Vec<std::path::Pa
 /// exception after a graceful stop.
 pub fn serve(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<()> {
     crate::logging::init(&config.log_level).map_err(PyValueError::new_err)?;
-    let listeners = open_listeners(py, &config)?;
+    let mut listeners = open_listeners(py, &config)?;
+    label_listeners(&mut listeners, config.protocol);
     let unix_paths = socket_paths(&listeners);
     tracing::info!("Starting tidegate {}", env!("CARGO_PKG_VERSION"));
     for (_, info) in &listeners {
@@ -110,6 +159,7 @@ pub fn serve(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<(
             hooks: Default::default(),
             access_log: config.access_log.clone(),
             limits: config.limits,
+            protocol: config.protocol,
         },
     )?;
     tracing::info!(

@@ -12,7 +12,6 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use pyo3::prelude::*;
 
 /// Why a worker asks to be replaced.
@@ -22,9 +21,11 @@ pub struct RetireRequest(pub String);
 /// A request in progress on one Python thread.
 struct ActiveRequest {
     started: Instant,
-    method: Bytes,
-    target: Bytes,
+    /// `METHOD TARGET`, for the timeout log line.
+    label: String,
     overdue: Option<Box<dyn FnOnce() + Send>>,
+    /// The timeout was already reported for this request.
+    reported: bool,
 }
 
 /// One Python thread's slot.
@@ -83,19 +84,13 @@ impl Monitor {
     }
 
     /// Thread `index` starts a request. `overdue` is called if it runs past the timeout.
-    pub fn begin(
-        &self,
-        index: usize,
-        method: &Bytes,
-        target: &Bytes,
-        overdue: Option<Box<dyn FnOnce() + Send>>,
-    ) {
+    pub fn begin(&self, index: usize, label: String, overdue: Option<Box<dyn FnOnce() + Send>>) {
         let mut active = lock(&self.slots[index].active);
         *active = Some(ActiveRequest {
             started: Instant::now(),
-            method: method.clone(),
-            target: target.clone(),
+            label,
             overdue,
+            reported: false,
         });
     }
 
@@ -128,30 +123,28 @@ impl Monitor {
                     let mut active = lock(&slot.active);
                     match active.as_mut() {
                         Some(request)
-                            if request.started.elapsed() > timeout && request.overdue.is_some() =>
+                            if !request.reported && request.started.elapsed() > timeout =>
                         {
-                            let notify = request.overdue.take();
+                            request.reported = true;
                             Some((
-                                notify,
+                                request.overdue.take(),
                                 request.started.elapsed(),
-                                request.method.clone(),
-                                request.target.clone(),
+                                request.label.clone(),
                             ))
                         }
                         _ => None,
                     }
                 };
-                if let Some((notify, elapsed, method, target)) = overdue {
+                if let Some((notify, elapsed, label)) = overdue {
                     if let Some(notify) = notify {
                         notify();
                     }
                     let ident = slot.thread_ident.load(Ordering::Relaxed);
                     let stack = python_stack(ident);
                     tracing::error!(
-                        "WORKER TIMEOUT (pid {}): {} {} has run for {:.1}s (--timeout {}s); stack of the thread running it:\n{}",
+                        "WORKER TIMEOUT (pid {}): {} has run for {:.1}s (--timeout {}s); stack of the thread running it:\n{}",
                         std::process::id(),
-                        String::from_utf8_lossy(&method),
-                        String::from_utf8_lossy(&target),
+                        label,
                         elapsed.as_secs_f64(),
                         timeout.as_secs(),
                         stack.trim_end()
@@ -239,9 +232,8 @@ mod tests {
             },
             tx,
         );
-        let (m, t) = (Bytes::from_static(b"GET"), Bytes::from_static(b"/"));
         for _ in 0..5 {
-            monitor.begin(0, &m, &t, None);
+            monitor.begin(0, "GET /".into(), None);
             monitor.end(0);
         }
         assert_eq!(rx.try_recv().unwrap().0, "served 3 requests (max-requests)");

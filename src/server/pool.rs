@@ -99,7 +99,7 @@ fn run_thread(
             };
             if let Some(monitor) = monitor {
                 let overdue = exchange.on_overdue.take();
-                monitor.begin(index, &exchange.head.method, &exchange.head.target, overdue);
+                monitor.begin(index, exchange.head.label(), overdue);
             }
             let outcome =
                 std::panic::catch_unwind(AssertUnwindSafe(|| bridge.handle(py, exchange)));

@@ -124,11 +124,12 @@ pub fn run(
     crate::logging::init(&config.server.log_level).map_err(PyValueError::new_err)?;
     let activated = systemd::activated_listeners()
         .map_err(|e| PyOSError::new_err(format!("socket activation: {e}")))?;
-    let listeners = if activated.is_empty() {
+    let mut listeners = if activated.is_empty() {
         open_listeners(py, &config.server)?
     } else {
         activated
     };
+    crate::server::label_listeners(&mut listeners, config.server.protocol);
     let unix_paths = socket_paths(&listeners);
     if let Some(path) = &config.pid_file {
         std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {

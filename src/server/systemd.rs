@@ -42,7 +42,9 @@ pub fn activated_listeners() -> io::Result<Vec<(Listener, ListenerInfo)>> {
         let local = socket.local_addr()?;
         if let Some(addr) = local.as_socket() {
             let listener: std::net::TcpListener = socket.into();
-            listeners.push((Listener::Tcp(listener), listener_info_for_tcp(addr)));
+            let mut info = listener_info_for_tcp(addr);
+            info.display.push_str(" (socket activation)");
+            listeners.push((Listener::Tcp(listener), info));
         } else if local.is_unix() {
             let path = local
                 .as_pathname()

@@ -109,6 +109,7 @@ fn run_inner(
             },
             access_log: config.server.access_log.clone(),
             limits: config.server.limits,
+            protocol: config.server.protocol,
         },
     )?;
 

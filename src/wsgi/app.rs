@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
-use crate::gateway::{Exchange, RequestBody, RequestHead};
+use crate::gateway::{Exchange, RequestBody, RequestForm};
 use crate::wsgi::environ::{EnvironTemplate, TemplateOptions};
 use crate::wsgi::errors::ErrorStream;
 use crate::wsgi::file_wrapper::FileWrapper;
@@ -30,6 +30,8 @@ pub struct BridgeOptions {
     pub multiprocess: bool,
     /// Hooks around each request.
     pub hooks: RequestHooks,
+    /// The process serves one request and exits (the CGI gateway).
+    pub run_once: bool,
 }
 
 /// gunicorn-style hooks around each request, set from Python.
@@ -80,6 +82,7 @@ impl Bridge {
             TemplateOptions {
                 multithread: options.multithread,
                 multiprocess: options.multiprocess,
+                run_once: options.run_once,
                 errors,
                 file_wrapper,
             },
@@ -128,14 +131,15 @@ impl Bridge {
     fn call(
         &self,
         py: Python<'_>,
-        head: &RequestHead,
+        head: &RequestForm,
         input: &Bound<'_, PyAny>,
         responder: &Bound<'_, Responder>,
     ) -> Result<(), Fault> {
-        let environ = self
-            .environ
-            .build(py, head, input)
-            .map_err(Fault::Exception)?;
+        let environ = match head {
+            RequestForm::Http(head) => self.environ.build(py, head, input),
+            RequestForm::Cgi(request) => self.environ.build_cgi(py, request, input),
+        }
+        .map_err(Fault::Exception)?;
         let worker = || {
             self.hooks
                 .worker
@@ -165,7 +169,7 @@ impl Bridge {
     fn call_app(
         &self,
         py: Python<'_>,
-        head: &RequestHead,
+        head: &RequestForm,
         environ: &Bound<'_, pyo3::types::PyDict>,
         responder: &Bound<'_, Responder>,
     ) -> Result<(), Fault> {
@@ -328,12 +332,8 @@ fn close_result(result: &Bound<'_, PyAny>) -> Result<(), Fault> {
     }
 }
 
-fn label(head: &RequestHead) -> String {
-    format!(
-        "{} {}",
-        String::from_utf8_lossy(&head.method),
-        String::from_utf8_lossy(&head.target)
-    )
+fn label(head: &RequestForm) -> String {
+    head.label()
 }
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {
@@ -344,7 +344,7 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
 }
 
 /// Logs a fault as one error line (followed by the traceback for exceptions).
-fn report(py: Python<'_>, head: &RequestHead, fault: &Fault) {
+fn report(py: Python<'_>, head: &RequestForm, fault: &Fault) {
     match fault {
         Fault::Disconnected => {
             tracing::debug!("Client disconnected during {}", label(head));

@@ -2,9 +2,12 @@
 //!
 //! The keys that never change for a server (`wsgi.version`, `wsgi.errors`, `SCRIPT_NAME`
 //! ...) live in a template dict that is copied per request: CPython copies a dict that never
-//! lost a key with one memcpy of its table. Per-request keys are then set from the request
-//! head. Nothing comes from the process environment, so a variable named `HTTP_HOST` in the
-//! server's environment can never pose as a client header.
+//! lost a key with one memcpy of its table. Per-request keys are then set from the request:
+//! from the head the HTTP engine parsed ([`EnvironTemplate::build`]), or from the CGI
+//! meta-variables a front server passed ([`EnvironTemplate::build_cgi`]). The HTTP engine
+//! takes nothing from the process environment, so a variable named `HTTP_HOST` in the
+//! server's environment can never pose as a client header; for CGI the process environment
+//! *is* the request, as the front server set it.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -12,7 +15,7 @@ use std::net::IpAddr;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
-use crate::gateway::{Peer, RequestHead};
+use crate::gateway::{CgiRequest, Peer, RequestHead};
 
 /// The constant part of every environ of one server.
 pub struct EnvironTemplate {
@@ -25,6 +28,8 @@ pub struct TemplateOptions<'py> {
     pub multithread: bool,
     /// `wsgi.multiprocess`: more than one process runs the app.
     pub multiprocess: bool,
+    /// `wsgi.run_once`: the process serves one request and exits (CGI).
+    pub run_once: bool,
     /// The shared `wsgi.errors` stream.
     pub errors: Bound<'py, PyAny>,
     /// The `wsgi.file_wrapper` callable.
@@ -41,7 +46,7 @@ impl EnvironTemplate {
         dict.set_item("wsgi.errors", options.errors)?;
         dict.set_item("wsgi.multithread", options.multithread)?;
         dict.set_item("wsgi.multiprocess", options.multiprocess)?;
-        dict.set_item("wsgi.run_once", false)?;
+        dict.set_item("wsgi.run_once", options.run_once)?;
         dict.set_item("wsgi.file_wrapper", options.file_wrapper)?;
         // Our wsgi.input returns b"" at the end of the body, so apps may read to EOF.
         dict.set_item("wsgi.input_terminated", true)?;
@@ -105,6 +110,88 @@ impl EnvironTemplate {
         environ.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
         Ok(environ)
     }
+}
+
+impl EnvironTemplate {
+    /// A fresh environ for a request described by CGI meta-variables, with `input` as
+    /// `wsgi.input`. Every variable the front server passed becomes a key, decoded the way
+    /// `wsgiref.handlers` decodes `os.environ` (see [`cgi_value`]); the template's
+    /// `SCRIPT_NAME` (`""`) and `SERVER_SOFTWARE` stay only when the front server sent none.
+    /// `wsgi.url_scheme` is `https` when `HTTPS` is on.
+    pub fn build_cgi<'py>(
+        &self,
+        py: Python<'py>,
+        request: &CgiRequest,
+        input: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let environ = self.template.bind(py).copy()?;
+        for (name, value) in &request.vars {
+            environ.set_item(native_str(py, name)?, cgi_value(py, name, value)?)?;
+        }
+        if request.is_https() {
+            environ.set_item(pyo3::intern!(py, "wsgi.url_scheme"), "https")?;
+        }
+        environ.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
+        Ok(environ)
+    }
+}
+
+/// Whether a CGI variable carries bytes of the HTTP request, so that PEP 3333 wants it as
+/// latin-1 "bytes-as-str". The same set as `wsgiref.handlers`: the request variables of
+/// RFC 3875, `HTTP_*`, `SSL_*`, and `REDIRECT_` versions of those (Apache's after an
+/// internal redirect).
+pub fn carries_request_bytes(name: &[u8]) -> bool {
+    const REQUEST_VARIABLES: [&[u8]; 10] = [
+        b"SCRIPT_NAME",
+        b"PATH_INFO",
+        b"QUERY_STRING",
+        b"REQUEST_METHOD",
+        b"AUTH_TYPE",
+        b"CONTENT_TYPE",
+        b"CONTENT_LENGTH",
+        b"HTTPS",
+        b"REMOTE_USER",
+        b"REMOTE_IDENT",
+    ];
+    REQUEST_VARIABLES.contains(&name)
+        || name.starts_with(b"HTTP_")
+        || name.starts_with(b"SSL_")
+        || name
+            .strip_prefix(b"REDIRECT_")
+            .is_some_and(carries_request_bytes)
+}
+
+/// A CGI variable's value as `wsgiref.handlers.CGIHandler` would give it: latin-1
+/// "bytes-as-str" for the variables that carry request bytes; for the others (`PATH`,
+/// `DOCUMENT_ROOT`, `SERVER_NAME` ...) what `os.environ` holds, i.e. the bytes decoded with
+/// the filesystem encoding and `surrogateescape`. The two differ only for non-ASCII bytes.
+pub fn cgi_value<'py>(
+    py: Python<'py>,
+    name: &[u8],
+    value: &[u8],
+) -> PyResult<Bound<'py, PyString>> {
+    if carries_request_bytes(name) {
+        Ok(latin1_str(py, value))
+    } else {
+        native_str(py, value)
+    }
+}
+
+/// Bytes as `os.environ` decodes them (`os.fsdecode`): ASCII directly, anything else
+/// through Python so that the filesystem encoding and `surrogateescape` apply exactly.
+fn native_str<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    if bytes.is_ascii() {
+        // ASCII is valid UTF-8.
+        return Ok(PyString::new(
+            py,
+            std::str::from_utf8(bytes).unwrap_or_default(),
+        ));
+    }
+    let decoded = py.import(pyo3::intern!(py, "os"))?.call_method1(
+        pyo3::intern!(py, "fsdecode"),
+        (pyo3::types::PyBytes::new(py, bytes),),
+    )?;
+    Ok(decoded.cast_into::<PyString>()?)
 }
 
 /// The method as a str, shared for the common ones.
@@ -284,6 +371,30 @@ mod tests {
         );
         assert_eq!(environ_key(b"content-TYPE").unwrap(), "CONTENT_TYPE");
         assert_eq!(environ_key(b"X_Forwarded_For"), None);
+    }
+
+    #[test]
+    fn request_variables_are_the_ones_wsgiref_transcodes() {
+        for name in [
+            "PATH_INFO",
+            "QUERY_STRING",
+            "HTTP_X_Y",
+            "SSL_CLIENT_S_DN",
+            "REDIRECT_HTTP_HOST",
+            "REDIRECT_REDIRECT_PATH_INFO",
+            "HTTPS",
+        ] {
+            assert!(carries_request_bytes(name.as_bytes()), "{name}");
+        }
+        for name in [
+            "PATH",
+            "DOCUMENT_ROOT",
+            "SERVER_NAME",
+            "REDIRECT_STATUS",
+            "REQUEST_URI",
+        ] {
+            assert!(!carries_request_bytes(name.as_bytes()), "{name}");
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ from typing import Callable, List, Optional
 import pytest
 
 APPS_DIR = Path(__file__).parent / "apps"
-LISTENING = re.compile(r"Listening at: (http://\S+?|unix:\S+)(?:\s|$)")
+LISTENING = re.compile(r"Listening at: ((?:http|fastcgi|uwsgi)://\S+?|unix:\S+)(?:\s|$)")
 START_TIMEOUT = 20.0
 
 
@@ -69,8 +69,8 @@ class Server:
                 match = LISTENING.search(line)
                 if match:
                     self.url = match.group(1)
-                    if self.url.startswith("http://"):
-                        hostport = self.url[len("http://"):]
+                    if "://" in self.url:
+                        hostport = self.url.split("://", 1)[1]
                         host, _, port = hostport.rpartition(":")
                         self.host = host.strip("[]")
                         self.port = int(port)
