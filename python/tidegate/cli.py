@@ -184,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="close a connection whose client reads nothing of the response for S seconds (default 30)",
     )
     limits.add_argument(
-        "--max-connections", type=_positive_int, default=1000, metavar="N",
-        help="open connections per worker; more wait in the backlog (default 1000)",
+        "--max-connections", type=_positive_int, default=4096, metavar="N",
+        help="open connections per worker; more wait in the backlog (default 4096)",
     )
     parser.add_argument(
         "--chdir", metavar="DIR", help="change to DIR before loading the app (added to sys.path)"

@@ -28,7 +28,6 @@ use crate::http::sink::{HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RES
 use crate::http::writer::OutQueue;
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
-use crate::server::capacity::Reservation;
 
 /// How long an idle connection waits for a last request while the server stops.
 const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
@@ -72,10 +71,8 @@ pub async fn serve_connection<S: Socket>(
     peer: Peer,
     listener: Arc<ListenerInfo>,
     ctx: Arc<ConnContext>,
-    reservation: Reservation,
 ) {
     let mut connection = Connection {
-        reservation,
         stream,
         buf: BytesMut::with_capacity(8 * 1024),
         out: OutQueue::new(),
@@ -89,8 +86,6 @@ pub async fn serve_connection<S: Socket>(
 }
 
 struct Connection<S> {
-    /// Room held for this connection's first request (see `Capacity::reserve`).
-    reservation: Reservation,
     stream: S,
     buf: BytesMut,
     out: OutQueue,
@@ -292,10 +287,7 @@ impl<S: Socket> Connection<S> {
                 let _ = overdue_tx.send(());
             })),
         };
-        let dispatched = self.ctx.dispatch(exchange);
-        // From here the request counts by itself.
-        self.reservation.release();
-        if !dispatched {
+        if !self.ctx.dispatch(exchange) {
             self.reject(Rejection {
                 status: 503,
                 detail: "server is shutting down".into(),

@@ -57,7 +57,7 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
-            max_connections: 1000,
+            max_connections: 4096,
         }
     }
 }

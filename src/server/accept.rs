@@ -152,24 +152,21 @@ async fn serve_accepted<S, F, Fut>(
             _ = shutdown.changed() => return,
         }
         tokio::select! {
+            // Every thread got a request while we waited: stop accepting until one is free.
+            () = ctx.capacity.filled() => continue,
             accepted = accept() => match accepted {
                 Ok((stream, peer, server)) => {
-                    let reservation = ctx.capacity.reserve();
                     let guard = connections.enter();
                     let ctx = Arc::clone(ctx);
                     tokio::spawn(async move {
                         match ctx.protocol {
                             WireProtocol::Http => {
-                                serve_connection(stream, peer, server, ctx, reservation).await;
+                                serve_connection(stream, peer, server, ctx).await;
                             }
-                            // Front servers keep few long-lived connections: their requests
-                            // count as they come.
                             WireProtocol::FastCgi => {
-                                drop(reservation);
                                 crate::fastcgi::conn::serve_connection(stream, ctx).await;
                             }
                             WireProtocol::Uwsgi => {
-                                drop(reservation);
                                 crate::uwsgi::conn::serve_connection(stream, ctx).await;
                             }
                         }

@@ -17,6 +17,7 @@ pub struct Capacity {
     limit: usize,
     in_flight: AtomicUsize,
     freed: Notify,
+    filled: Notify,
 }
 
 impl Capacity {
@@ -26,12 +27,15 @@ impl Capacity {
             limit: limit.max(1),
             in_flight: AtomicUsize::new(0),
             freed: Notify::new(),
+            filled: Notify::new(),
         })
     }
 
     /// A request was handed to the Python threads.
     pub fn acquire(&self) {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) + 1 == self.limit {
+            self.filled.notify_waiters();
+        }
     }
 
     /// A request finished.
@@ -41,14 +45,18 @@ impl Capacity {
         }
     }
 
-    /// Holds room for a connection just accepted, until its first request is handed over
-    /// (which then counts by itself). Without it, the accept loop would see free room
-    /// while that request is still being read, and take more connections than there are
-    /// free threads (a worker whose only thread hangs would collect connections it can
-    /// never serve).
-    pub fn reserve(self: &Arc<Self>) -> Reservation {
-        self.acquire();
-        Reservation(Some(Arc::clone(self)))
+    /// Resolves once every Python thread has a request: an accept loop waiting in accept(2)
+    /// then stops waiting, so a request dispatched meanwhile (say, one that will hang) does
+    /// not let it take a connection no thread is free for. Connections that have sent
+    /// nothing yet cost nothing here, so slow clients cannot block accepting.
+    pub async fn filled(&self) {
+        loop {
+            let filled = self.filled.notified();
+            if self.in_flight.load(Ordering::Acquire) >= self.limit {
+                return;
+            }
+            filled.await;
+        }
     }
 
     /// Resolves once a Python thread is free for a new connection's request.
@@ -61,25 +69,6 @@ impl Capacity {
             }
             freed.await;
         }
-    }
-}
-
-/// Room held for a connection that has not yet sent its first request.
-pub struct Reservation(Option<Arc<Capacity>>);
-
-impl Reservation {
-    /// Gives the room back (the connection's first request now counts by itself, or the
-    /// connection is done).
-    pub fn release(&mut self) {
-        if let Some(capacity) = self.0.take() {
-            capacity.release();
-        }
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        self.release();
     }
 }
 
@@ -106,17 +95,17 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn a_reservation_holds_room_until_released() {
-        let capacity = Capacity::new(1);
-        let mut reservation = capacity.reserve();
-        let waiting = {
+    async fn reports_when_every_thread_is_taken() {
+        let capacity = Capacity::new(2);
+        capacity.acquire();
+        let watching = {
             let capacity = Arc::clone(&capacity);
-            tokio::spawn(async move { capacity.available().await })
+            tokio::spawn(async move { capacity.filled().await })
         };
         tokio::task::yield_now().await;
-        assert!(!waiting.is_finished());
-        reservation.release();
-        tokio::time::timeout(std::time::Duration::from_secs(1), waiting)
+        assert!(!watching.is_finished());
+        capacity.acquire();
+        tokio::time::timeout(std::time::Duration::from_secs(1), watching)
             .await
             .expect("woken")
             .unwrap();

@@ -120,6 +120,14 @@ impl Engine {
         self.runtime.handle().clone()
     }
 
+    /// Adds the rescue thread (monitor slot `index`) to serve requests queued behind a
+    /// hung one.
+    pub fn add_rescue_thread(&mut self, index: usize) {
+        if let Err(error) = self.pool.add_thread(index) {
+            tracing::error!("Could not start a rescue thread: {error}");
+        }
+    }
+
     /// Reopens the access log file (SIGUSR1, after log rotation).
     pub fn reopen_logs(&self) {
         if let Some(log) = &self.access_log {

@@ -99,6 +99,28 @@ pub struct ServerConfig {
     pub limits: crate::http::HttpLimits,
 }
 
+/// Raises the open-file limit to its hard maximum: every connection is a descriptor, and
+/// the common default soft limit (1024) would cap a worker far below `--max-connections`.
+pub fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit; raising the soft limit up to the hard one is
+        // always permitted.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+    }
+}
+
 /// Opens every `--bind` address. Errors name the address and the reason.
 pub fn open_listeners(
     py: Python<'_>,
@@ -138,6 +160,7 @@ pub fn socket_paths(listeners: &[(Listener, ListenerInfo)]) -> Vec<std::path::Pa
 /// exception after a graceful stop.
 pub fn serve(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<()> {
     crate::logging::init(&config.log_level).map_err(PyValueError::new_err)?;
+    raise_open_file_limit();
     let mut listeners = open_listeners(py, &config)?;
     label_listeners(&mut listeners, config.protocol);
     let unix_paths = socket_paths(&listeners);

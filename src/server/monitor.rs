@@ -16,7 +16,12 @@ use pyo3::prelude::*;
 
 /// Why a worker asks to be replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetireRequest(pub String);
+pub struct RetireRequest {
+    /// For the log.
+    pub reason: String,
+    /// A request hung: the worker needs a rescue thread to serve what is queued.
+    pub hung: bool,
+}
 
 /// A request in progress on one Python thread.
 struct ActiveRequest {
@@ -58,10 +63,11 @@ pub struct Budgets {
 }
 
 impl Monitor {
-    /// A monitor for `threads` Python threads; retire requests go to `retire`.
+    /// A monitor for `threads` Python threads (and the one rescue thread a worker may add,
+    /// in slot `threads`); retire requests go to `retire`.
     pub fn new(threads: usize, budgets: Budgets, retire: Sender<RetireRequest>) -> Arc<Self> {
         Arc::new(Monitor {
-            slots: (0..threads)
+            slots: (0..=threads)
                 .map(|_| Slot {
                     thread_ident: AtomicU64::new(0),
                     active: Mutex::new(None),
@@ -99,14 +105,14 @@ impl Monitor {
         lock(&self.slots[index].active).take();
         let served = self.served.fetch_add(1, Ordering::Relaxed) + 1;
         if self.request_budget.is_some_and(|budget| served >= budget) {
-            self.request_retirement(format!("served {served} requests (max-requests)"));
+            self.request_retirement(format!("served {served} requests (max-requests)"), false);
         }
     }
 
     /// Asks the worker to retire, once.
-    pub fn request_retirement(&self, reason: String) {
+    pub fn request_retirement(&self, reason: String, hung: bool) {
         if !self.retiring.swap(true, Ordering::SeqCst) {
-            let _ = lock(&self.retire).send(RetireRequest(reason));
+            let _ = lock(&self.retire).send(RetireRequest { reason, hung });
         }
     }
 
@@ -149,18 +155,21 @@ impl Monitor {
                         timeout.as_secs(),
                         stack.trim_end()
                     );
-                    self.request_retirement("a request exceeded --timeout".into());
+                    self.request_retirement("a request exceeded --timeout".into(), true);
                 }
             }
         }
         if let Some(max_rss) = self.max_rss {
             if let Some(rss) = resident_bytes() {
                 if rss > max_rss {
-                    self.request_retirement(format!(
-                        "resident memory {} MiB is over --max-rss {} MiB",
-                        rss >> 20,
-                        max_rss >> 20
-                    ));
+                    self.request_retirement(
+                        format!(
+                            "resident memory {} MiB is over --max-rss {} MiB",
+                            rss >> 20,
+                            max_rss >> 20
+                        ),
+                        false,
+                    );
                 }
             }
         }
@@ -236,7 +245,10 @@ mod tests {
             monitor.begin(0, "GET /".into(), None);
             monitor.end(0);
         }
-        assert_eq!(rx.try_recv().unwrap().0, "served 3 requests (max-requests)");
+        assert_eq!(
+            rx.try_recv().unwrap().reason,
+            "served 3 requests (max-requests)"
+        );
         assert!(rx.try_recv().is_err());
     }
 

@@ -21,6 +21,33 @@ use crate::wsgi::Bridge;
 pub struct WorkerPool {
     sender: Option<Sender<Exchange>>,
     threads: Vec<JoinHandle<()>>,
+    spawn: ThreadSpawn,
+}
+
+/// What a new pool thread needs.
+#[derive(Clone)]
+struct ThreadSpawn {
+    bridge: Arc<Bridge>,
+    receiver: Receiver<Exchange>,
+    monitor: Option<Arc<Monitor>>,
+    capacity: Arc<Capacity>,
+}
+
+impl ThreadSpawn {
+    fn spawn(&self, index: usize) -> std::io::Result<JoinHandle<()>> {
+        let this = self.clone();
+        std::thread::Builder::new()
+            .name(format!("tidegate-py-{index}"))
+            .spawn(move || {
+                run_thread(
+                    index,
+                    &this.bridge,
+                    &this.receiver,
+                    this.monitor.as_deref(),
+                    &this.capacity,
+                )
+            })
+    }
 }
 
 impl WorkerPool {
@@ -33,24 +60,29 @@ impl WorkerPool {
         capacity: Arc<Capacity>,
     ) -> std::io::Result<Self> {
         let (sender, receiver) = crossbeam_channel::unbounded::<Exchange>();
-        let mut threads = Vec::with_capacity(count);
-        for index in 0..count {
-            let bridge = Arc::clone(&bridge);
-            let receiver = receiver.clone();
-            let monitor = monitor.clone();
-            let capacity = Arc::clone(&capacity);
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("tidegate-py-{index}"))
-                    .spawn(move || {
-                        run_thread(index, &bridge, &receiver, monitor.as_deref(), &capacity)
-                    })?,
-            );
-        }
+        let spawn = ThreadSpawn {
+            bridge,
+            receiver,
+            monitor,
+            capacity,
+        };
+        let threads = (0..count)
+            .map(|index| spawn.spawn(index))
+            .collect::<std::io::Result<_>>()?;
         Ok(WorkerPool {
             sender: Some(sender),
             threads,
+            spawn,
         })
+    }
+
+    /// Starts one more thread (slot `index` of the monitor). A worker whose thread hangs
+    /// gets one, so the requests already queued behind the hung one are still served while
+    /// the worker drains.
+    pub fn add_thread(&mut self, index: usize) -> std::io::Result<()> {
+        let thread = self.spawn.spawn(index)?;
+        self.threads.push(thread);
+        Ok(())
     }
 
     /// A handle for queueing requests.

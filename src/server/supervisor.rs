@@ -122,6 +122,7 @@ pub fn run(
     config: SupervisorConfig,
 ) -> PyResult<i32> {
     crate::logging::init(&config.server.log_level).map_err(PyValueError::new_err)?;
+    crate::server::raise_open_file_limit();
     let activated = systemd::activated_listeners()
         .map_err(|e| PyOSError::new_err(format!("socket activation: {e}")))?;
     let mut listeners = if activated.is_empty() {

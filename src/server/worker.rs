@@ -94,7 +94,7 @@ fn run_inner(
         },
         retire_tx,
     );
-    let engine = Engine::start(
+    let mut engine = Engine::start(
         py,
         app,
         setup.listeners,
@@ -153,7 +153,12 @@ fn run_inner(
         });
         match received {
             Ok(request) => {
-                tracing::info!("Worker {pid} retiring: {}", request.0);
+                tracing::info!("Worker {pid} retiring: {}", request.reason);
+                if request.hung {
+                    // The hung thread will never take another request; requests already
+                    // queued on this worker's connections still deserve an answer.
+                    engine.add_rescue_thread(config.server.threads);
+                }
                 let _ = control.write_all(&[RETIRING]);
                 break StopMode::Graceful(config.server.graceful_timeout);
             }
@@ -232,7 +237,7 @@ fn spawn_reloader(monitor: Arc<Monitor>, stop: Arc<AtomicBool>) {
                 for (path, mtime) in snapshot() {
                     match known.insert(path.clone(), mtime) {
                         Some(before) if before != mtime => {
-                            monitor.request_retirement(format!("{path} changed (--reload)"));
+                            monitor.request_retirement(format!("{path} changed (--reload)"), false);
                             return;
                         }
                         _ => {}

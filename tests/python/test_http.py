@@ -842,3 +842,20 @@ def test_big_generator_body_byte_exact(serve_app):
         assert hashlib.sha256(real.read()).digest() == hashlib.sha256(BIG_BODY).digest()
     finally:
         client.close()
+
+
+def test_silent_connections_do_not_block_a_one_thread_worker(server_factory):
+    """Backpressure counts requests, not connections: clients that connect and send
+    nothing (or trickle a head) must not stop a worker with one Python thread from
+    accepting and serving others."""
+    server = server_factory("http_apps:echo", "--threads", "1", "--header-timeout", "30")
+    silent = [server.connect() for _ in range(20)]
+    for sock in silent[:10]:
+        sock.sendall(b"GET / HTTP/1.1\r\nHo")  # a head that never completes
+    started = time.monotonic()
+    for _ in range(5):
+        with server.connect() as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            response = ResponseReader(sock).read()
+            assert response.status == 200
+    assert time.monotonic() - started < 2.0
