@@ -74,15 +74,22 @@ bench:
 bench-cgi: dev
 	$(VENV)/bin/python bench/cgi.py
 
-## fuzz: each gateway codec under libFuzzer for FUZZ_SECONDS (cargo-fuzz on the stable
-## toolchain, hence RUSTC_BOOTSTRAP); the corpus stays in fuzz/corpus/ between runs
+## fuzz: every fuzz target under libFuzzer for FUZZ_SECONDS each (cargo-fuzz on the stable
+## toolchain, hence RUSTC_BOOTSTRAP); the corpus stays in fuzz/corpus/ (see docs/fuzzing.md)
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = fastcgi_codec uwsgi_codec
+FUZZ_TARGETS ?= request_head chunked_body fastcgi_codec uwsgi_codec
 fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-	cd fuzz && for target in $(FUZZ_TARGETS); do \
-	  RUSTC_BOOTSTRAP=1 cargo fuzz run --release $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
-	  echo "$$target: corpus of $$(ls corpus/$$target | wc -l) inputs"; done
+	@for target in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$target; \
+	  seeds=""; [ -d fuzz/seeds/$$target ] && seeds=seeds/$$target; \
+	  dict=""; [ -f fuzz/$$target.dict ] && dict=-dict=$$target.dict; \
+	  echo "== $$target: $(FUZZ_SECONDS) s"; \
+	  (cd fuzz && PYO3_PYTHON=$(abspath $(VENV))/bin/python RUSTC_BOOTSTRAP=1 \
+	    cargo fuzz run -O $$target corpus/$$target $$seeds -- $$dict \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 -print_final_stats=1) || exit 1; \
+	  echo "== $$target corpus: $$(ls fuzz/corpus/$$target | wc -l) files"; \
+	done
 
 clean:
 	rm -rf $(VENV) .venv-* target

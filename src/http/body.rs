@@ -60,6 +60,8 @@ enum PumpState {
     Failed,
     /// The body grew past `--limit-request-body`.
     TooLarge,
+    /// The body's framing was invalid (bad chunk size line, bad trailer...).
+    Malformed,
 }
 
 /// What bounds a body while it is read.
@@ -80,6 +82,8 @@ pub struct BodyPump {
     expect_continue: bool,
     bounds: BodyBounds,
     received: u64,
+    /// Why the body was refused, when its framing was invalid.
+    malformed: Option<String>,
 }
 
 impl BodyPump {
@@ -96,6 +100,7 @@ impl BodyPump {
                 timeout: std::time::Duration::MAX,
             },
             received: 0,
+            malformed: None,
         }
     }
 
@@ -120,6 +125,7 @@ impl BodyPump {
             expect_continue,
             bounds,
             received: 0,
+            malformed: None,
         }
     }
 
@@ -191,9 +197,9 @@ impl BodyPump {
                 }
                 Ok(Decoded::NeedMore) => {}
                 Err(why) => {
-                    tracing::info!("Malformed request body: {why}");
-                    permit.send(BodyMessage::Failed(BodyError::Malformed(why)));
-                    self.state = PumpState::Failed;
+                    permit.send(BodyMessage::Failed(BodyError::Malformed(why.clone())));
+                    self.state = PumpState::Malformed;
+                    self.malformed = Some(why);
                     return;
                 }
             }
@@ -215,6 +221,19 @@ impl BodyPump {
         self.state == PumpState::TooLarge
     }
 
+    /// Why the body's framing was refused, if it was.
+    pub fn malformed(&self) -> Option<&str> {
+        self.malformed.as_deref()
+    }
+
+    /// Whether the body can no longer be read to its end (the connection must close).
+    pub fn broken(&self) -> bool {
+        matches!(
+            self.state,
+            PumpState::Failed | PumpState::TooLarge | PumpState::Malformed
+        )
+    }
+
     /// After the response: reads and discards what the app left of the body, up to
     /// `limit` bytes, so the connection can serve the next request. Returns whether the
     /// body was consumed to its end.
@@ -226,7 +245,7 @@ impl BodyPump {
     ) -> bool {
         match self.state {
             PumpState::None | PumpState::Finished => return true,
-            PumpState::Failed | PumpState::TooLarge => return false,
+            PumpState::Failed | PumpState::TooLarge | PumpState::Malformed => return false,
             // The client was never told to send the body: it may or may not come.
             PumpState::AwaitingDemand if self.expect_continue => return false,
             _ => {}

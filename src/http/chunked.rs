@@ -106,10 +106,20 @@ impl ChunkedDecoder {
                     if seen > MAX_TRAILERS {
                         return Err("trailer section too large".into());
                     }
-                    if !line.contains(&b':') || line.iter().any(|&b| b < 0x20 && b != b'\t') {
+                    // A trailer field is a header field: a token name (no space, no
+                    // obs-fold), a colon, and a value without control characters.
+                    let Some(colon) = line.iter().position(|&b| b == b':') else {
+                        return Err("malformed trailer field".into());
+                    };
+                    let name = &line[..colon];
+                    if name.is_empty()
+                        || !name.iter().all(|&b| crate::wsgi::head::is_token_byte(b))
+                        || line[colon + 1..]
+                            .iter()
+                            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+                    {
                         return Err("malformed trailer field".into());
                     }
-                    let name = line.split(|&b| b == b':').next().unwrap_or_default();
                     // Fields that frame or route a message must never come late (RFC 9110
                     // section 6.5.1): a server that applied them would be smuggled into.
                     const FORBIDDEN: [&[u8]; 3] =
@@ -253,6 +263,10 @@ mod tests {
             b"0\r\nContent-Length: 5\r\n\r\n",
             b"0\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"0\r\nhost: evil\r\n\r\n",
+            b"0\r\nContent-Length : 40\r\n\r\n",
+            b"0\r\n Host: evil\r\n\r\n",
+            b"0\r\n: x\r\n\r\n",
+            b"0\r\nX-T: a\x7fb\r\n\r\n",
         ] {
             assert!(
                 decode_all(bad).is_err(),

@@ -203,7 +203,8 @@ impl<S: Socket> Connection<S> {
 
     /// Answers a request refused before the app runs, and closes.
     async fn reject(&mut self, rejection: Rejection) {
-        if rejection.status < 500 {
+        // 501 and 505 answer what the client sent, like the 4xx; 503 and 504 are ours.
+        if rejection.status < 500 || matches!(rejection.status, 501 | 505) {
             tracing::info!(
                 "Bad request from {}: {} (answered {})",
                 self.peer_label(),
@@ -334,6 +335,15 @@ impl<S: Socket> Connection<S> {
                         tokio::time::timeout(self.ctx.limits.write_timeout, interim)
                             .await
                             .map_err(|_| write_timed_out())??;
+                    }
+                    if let Some(why) = pump.malformed() {
+                        // Refused like a bad head if the app has not answered yet: its read
+                        // raised, and whatever it would say now is moot.
+                        if response.framing.is_none() && self.out.is_empty() {
+                            let detail = format!("malformed chunked body: {why}");
+                            self.reject(Rejection { status: 400, detail }).await;
+                        }
+                        return Ok(false);
                     }
                     if pump.too_large() {
                         // Answer for the app if it has not started its response; either way
@@ -476,6 +486,7 @@ impl<S: Socket> Connection<S> {
         response.keep_alive &= !head.close_connection
             && framing != ResponseFraming::CloseDelimited
             && !pump.body_unrequested()
+            && !pump.broken()
             && !(100..200).contains(&head.status)
             && !*self.ctx.shutdown.borrow();
         response.framing = Some(framing);

@@ -152,12 +152,7 @@ pub fn parse_head(
     if target.is_empty() {
         return Err(Rejection::new(400, "empty request target"));
     }
-    if target.as_ref() == b"*" && method.as_ref() != b"OPTIONS" {
-        return Err(Rejection::new(
-            400,
-            "request target '*' is only valid with OPTIONS",
-        ));
-    }
+    check_target_form(&method, &target)?;
     let rules = HeadRules::read(&headers, protocol)?;
     if let BodyFraming::Length(length) = rules.framing {
         if limits.body > 0 && length > limits.body {
@@ -179,6 +174,40 @@ pub fn parse_head(
         keep_alive: rules.keep_alive,
         expect_continue: rules.expect_continue,
     }))
+}
+
+/// The request target must have one of RFC 9112's four forms: origin (`/path?query`),
+/// absolute (`http://host/path`), asterisk (`*`, OPTIONS only) or authority (`host:port`,
+/// CONNECT only). Anything else is refused: an app must never see a path it cannot parse.
+fn check_target_form(method: &[u8], target: &[u8]) -> Result<(), Rejection> {
+    let valid = match target {
+        [b'/', ..] => true,
+        b"*" => method == b"OPTIONS",
+        _ if method == b"CONNECT" => !target.contains(&b'/') && target.contains(&b':'),
+        _ => match target.iter().position(|&b| b == b':') {
+            Some(colon) => {
+                let scheme = &target[..colon];
+                !scheme.is_empty()
+                    && scheme[0].is_ascii_alphabetic()
+                    && scheme
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+                    && target[colon + 1..].starts_with(b"//")
+            }
+            None => false,
+        },
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            400,
+            format!(
+                "invalid request target {:?}",
+                String::from_utf8_lossy(target)
+            ),
+        ))
+    }
 }
 
 /// Refuses a request line longer than `limit` (0: no limit), complete or still arriving.
@@ -314,10 +343,12 @@ fn check_transfer_coding(values: &[&[u8]]) -> Result<(), Rejection> {
         .flat_map(|v| v.split(|&b| b == b','))
         .map(trim_ows)
         .collect();
-    if let Some(unknown) = codings
-        .iter()
-        .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"chunked"))
-    {
+    // An empty element (`Transfer-Encoding: ` or `chunked, `) names no coding; a front
+    // server may read it differently, so it is refused rather than skipped.
+    if codings.iter().any(|c| c.is_empty()) {
+        return Err(Rejection::new(400, "empty element in Transfer-Encoding"));
+    }
+    if let Some(unknown) = codings.iter().find(|c| !c.eq_ignore_ascii_case(b"chunked")) {
         let known = [
             &b"gzip"[..],
             b"deflate",
@@ -511,6 +542,34 @@ mod tests {
         assert_eq!(
             status_of(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n"),
             417
+        );
+        for target in [&b"abc"[..], b"?a=1", b"x:80", b"1http://x/", b"http:/x"] {
+            let mut raw = b"GET ".to_vec();
+            raw.extend_from_slice(target);
+            raw.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_eq!(
+                status_of(&raw),
+                400,
+                "{:?}",
+                String::from_utf8_lossy(target)
+            );
+        }
+        assert!(parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .is_some());
+        assert!(parse(b"GET http://a/b HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .is_some());
+        assert!(parse(b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked,\r\n\r\n"),
+            400
         );
     }
 }
