@@ -178,6 +178,18 @@ impl RequestForm {
             RequestForm::Cgi(request) => request.label(),
         }
     }
+
+    /// The request's label for the timeout watchdog, formatted only if it is logged.
+    pub fn lazy_label(&self) -> crate::server::monitor::RequestLabel {
+        use crate::server::monitor::RequestLabel;
+        match self {
+            RequestForm::Http(head) => RequestLabel::Http {
+                method: head.method.clone(),
+                target: head.target.clone(),
+            },
+            RequestForm::Cgi(request) => RequestLabel::Text(request.label()),
+        }
+    }
 }
 
 /// Why reading the request body failed.
