@@ -46,6 +46,8 @@ pub struct ListenerInfo {
     pub url_scheme: &'static str,
     /// How the listener is shown in logs, e.g. `http://127.0.0.1:8000`.
     pub display: String,
+    /// `server_name` and `server_port` as Python strs, made once.
+    pub environ_strings: crate::wsgi::environ::ListenerStrings,
 }
 
 /// The peer of a connection.
@@ -176,6 +178,18 @@ impl RequestForm {
                 String::from_utf8_lossy(&head.target)
             ),
             RequestForm::Cgi(request) => request.label(),
+        }
+    }
+
+    /// The request's label for the timeout watchdog, formatted only if it is logged.
+    pub fn lazy_label(&self) -> crate::server::monitor::RequestLabel {
+        use crate::server::monitor::RequestLabel;
+        match self {
+            RequestForm::Http(head) => RequestLabel::Http {
+                method: head.method.clone(),
+                target: head.target.clone(),
+            },
+            RequestForm::Cgi(request) => RequestLabel::Text(request.label()),
         }
     }
 }

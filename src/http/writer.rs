@@ -78,6 +78,18 @@ impl OutQueue {
         stream: &mut W,
         timeout: Duration,
     ) -> io::Result<()> {
+        // The common case, a response small enough to be staged whole, is written straight
+        // from the staging buffer: no queue entry (whose freeze makes the buffer shared, an
+        // allocation) and no iovec array.
+        while self.queue.is_empty() && !self.staging.is_empty() {
+            let written = tokio::time::timeout(timeout, stream.write(&self.staging))
+                .await
+                .map_err(|_| write_timed_out())??;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.staging.advance(written);
+        }
         self.seal();
         while !self.queue.is_empty() {
             let slices: Vec<IoSlice<'_>> = self

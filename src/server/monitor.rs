@@ -12,6 +12,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use pyo3::prelude::*;
 
 /// Why a worker asks to be replaced.
@@ -23,11 +24,47 @@ pub struct RetireRequest {
     pub hung: bool,
 }
 
+/// What names a request in the timeout log line. Formatting `METHOD TARGET` costs an
+/// allocation, paid per request if done up front; the parts are kept instead (cloning
+/// `Bytes` only bumps a reference count) and formatted only when a request times out.
+#[derive(Debug, Clone)]
+pub enum RequestLabel {
+    /// The method and target of an HTTP request.
+    Http {
+        /// The method token.
+        method: Bytes,
+        /// The request target as sent.
+        target: Bytes,
+    },
+    /// Already formatted (CGI-style requests).
+    Text(String),
+}
+
+impl std::fmt::Display for RequestLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestLabel::Http { method, target } => write!(
+                f,
+                "{} {}",
+                String::from_utf8_lossy(method),
+                String::from_utf8_lossy(target)
+            ),
+            RequestLabel::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+impl From<&str> for RequestLabel {
+    fn from(text: &str) -> Self {
+        RequestLabel::Text(text.to_owned())
+    }
+}
+
 /// A request in progress on one Python thread.
 struct ActiveRequest {
     started: Instant,
-    /// `METHOD TARGET`, for the timeout log line.
-    label: String,
+    /// Names the request in the timeout log line.
+    label: RequestLabel,
     overdue: Option<Box<dyn FnOnce() + Send>>,
     /// The timeout was already reported for this request.
     reported: bool,
@@ -90,7 +127,12 @@ impl Monitor {
     }
 
     /// Thread `index` starts a request. `overdue` is called if it runs past the timeout.
-    pub fn begin(&self, index: usize, label: String, overdue: Option<Box<dyn FnOnce() + Send>>) {
+    pub fn begin(
+        &self,
+        index: usize,
+        label: RequestLabel,
+        overdue: Option<Box<dyn FnOnce() + Send>>,
+    ) {
         let mut active = lock(&self.slots[index].active);
         *active = Some(ActiveRequest {
             started: Instant::now(),

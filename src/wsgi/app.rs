@@ -320,6 +320,12 @@ fn sendfile_plan(py: Python<'_>, wrapper: &FileWrapper) -> Option<(File, u64, u6
 /// Calls the iterable's `close()` if it has one.
 fn close_result(result: &Bound<'_, PyAny>) -> Result<(), Fault> {
     let py = result.py();
+    // An exact list or tuple (the common body) has no close(), and built-in types cannot
+    // gain one; looking it up would raise and discard an AttributeError, message
+    // formatting and all, on every request.
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        return Ok(());
+    }
     match result.getattr_opt(pyo3::intern!(py, "close")) {
         Ok(Some(close)) => close.call0().map(drop).map_err(|error| {
             Fault::Rule(format!(

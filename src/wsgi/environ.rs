@@ -10,12 +10,14 @@
 //! *is* the request, as the front server set it.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
-use crate::gateway::{CgiRequest, Peer, RequestHead};
+use crate::gateway::{CgiRequest, ListenerInfo, Peer, Protocol, RequestHead};
 
 /// The constant part of every environ of one server.
 pub struct EnvironTemplate {
@@ -73,43 +75,148 @@ impl EnvironTemplate {
             method_str(py, &head.method),
         )?;
         let (path, query) = split_target(&head.target);
-        environ.set_item(
-            pyo3::intern!(py, "PATH_INFO"),
-            latin1_str(py, &percent_decode(path)),
-        )?;
-        environ.set_item(pyo3::intern!(py, "QUERY_STRING"), latin1_str(py, query))?;
-        environ.set_item(pyo3::intern!(py, "RAW_URI"), latin1_str(py, &head.target))?;
-        environ.set_item(
-            pyo3::intern!(py, "SERVER_PROTOCOL"),
-            PyString::intern(py, head.protocol.as_str()),
-        )?;
+        let path_info = percent_decode(path);
+        let raw_uri = latin1_str(py, &head.target);
+        // The common target `/path` with no query and no escapes is its own PATH_INFO: one
+        // str serves both keys.
+        let path_info = if *path_info == *head.target {
+            raw_uri.clone()
+        } else {
+            latin1_str(py, &path_info)
+        };
+        environ.set_item(pyo3::intern!(py, "PATH_INFO"), path_info)?;
+        let query = if query.is_empty() {
+            pyo3::intern!(py, "").clone()
+        } else {
+            latin1_str(py, query)
+        };
+        environ.set_item(pyo3::intern!(py, "QUERY_STRING"), query)?;
+        environ.set_item(pyo3::intern!(py, "RAW_URI"), raw_uri)?;
+        let protocol = match head.protocol {
+            Protocol::Http11 => pyo3::intern!(py, "HTTP/1.1"),
+            Protocol::Http10 => pyo3::intern!(py, "HTTP/1.0"),
+        };
+        environ.set_item(pyo3::intern!(py, "SERVER_PROTOCOL"), protocol)?;
         if head.listener.url_scheme != "http" {
             environ.set_item(
                 pyo3::intern!(py, "wsgi.url_scheme"),
                 head.listener.url_scheme,
             )?;
         }
-        environ.set_item(pyo3::intern!(py, "SERVER_NAME"), &head.listener.server_name)?;
-        environ.set_item(pyo3::intern!(py, "SERVER_PORT"), &head.listener.server_port)?;
+        let [server_name, server_port] = head.listener.environ_strings.get(py, &head.listener);
+        environ.set_item(pyo3::intern!(py, "SERVER_NAME"), server_name)?;
+        environ.set_item(pyo3::intern!(py, "SERVER_PORT"), server_port)?;
         match &head.peer {
             Peer::Tcp(addr) => {
                 let ip = match addr.ip() {
                     IpAddr::V6(v6) => v6.to_canonical(),
                     v4 => v4,
                 };
-                environ.set_item(pyo3::intern!(py, "REMOTE_ADDR"), ip.to_string())?;
-                environ.set_item(pyo3::intern!(py, "REMOTE_PORT"), addr.port().to_string())?;
+                // Formatted on the stack: no String per request.
+                let mut text = StackText::new();
+                let _ = write!(text, "{ip}");
+                environ.set_item(pyo3::intern!(py, "REMOTE_ADDR"), text.as_py(py))?;
+                let mut text = StackText::new();
+                let _ = write!(text, "{}", addr.port());
+                environ.set_item(pyo3::intern!(py, "REMOTE_PORT"), text.as_py(py))?;
             }
             Peer::Unix => {
-                environ.set_item(pyo3::intern!(py, "REMOTE_ADDR"), "")?;
+                environ.set_item(pyo3::intern!(py, "REMOTE_ADDR"), pyo3::intern!(py, ""))?;
             }
         }
         for (key, value) in merged_headers(&head.headers) {
-            environ.set_item(PyString::new(py, &key), latin1_str(py, &value))?;
+            let key = match common_key(py, &key) {
+                Some(key) => key,
+                None => PyString::new(py, &key),
+            };
+            environ.set_item(key, latin1_str(py, &value))?;
         }
         environ.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
         Ok(environ)
     }
+}
+
+/// `SERVER_NAME` and `SERVER_PORT` of one listener as Python strs, made on first use and
+/// shared by every request that arrives on it.
+pub struct ListenerStrings(PyOnceLock<[Py<PyString>; 2]>);
+
+impl Default for ListenerStrings {
+    fn default() -> Self {
+        ListenerStrings(PyOnceLock::new())
+    }
+}
+
+impl std::fmt::Debug for ListenerStrings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListenerStrings")
+    }
+}
+
+impl ListenerStrings {
+    /// The strs for `listener` (whose field this is).
+    fn get<'py>(&self, py: Python<'py>, listener: &ListenerInfo) -> [Bound<'py, PyString>; 2] {
+        let [name, port] = self.0.get_or_init(py, || {
+            [
+                PyString::new(py, &listener.server_name).unbind(),
+                PyString::new(py, &listener.server_port).unbind(),
+            ]
+        });
+        [name.bind(py).clone(), port.bind(py).clone()]
+    }
+}
+
+/// A short ASCII text formatted on the stack (an IP address or a port).
+struct StackText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl StackText {
+    fn new() -> Self {
+        StackText {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+
+    fn as_py<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        // Only whole `&str`s are ever written, so the bytes are valid UTF-8.
+        PyString::new(
+            py,
+            std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default(),
+        )
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let end = self.len + text.len();
+        let slot = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// The shared str for a key [`environ_key`] found in its table of common headers, so
+/// that common headers cost no key allocation.
+fn common_key<'py>(py: Python<'py>, key: &str) -> Option<Bound<'py, PyString>> {
+    let interned = match key {
+        "HTTP_HOST" => pyo3::intern!(py, "HTTP_HOST"),
+        "HTTP_USER_AGENT" => pyo3::intern!(py, "HTTP_USER_AGENT"),
+        "HTTP_ACCEPT" => pyo3::intern!(py, "HTTP_ACCEPT"),
+        "HTTP_ACCEPT_ENCODING" => pyo3::intern!(py, "HTTP_ACCEPT_ENCODING"),
+        "HTTP_ACCEPT_LANGUAGE" => pyo3::intern!(py, "HTTP_ACCEPT_LANGUAGE"),
+        "HTTP_CONNECTION" => pyo3::intern!(py, "HTTP_CONNECTION"),
+        "HTTP_COOKIE" => pyo3::intern!(py, "HTTP_COOKIE"),
+        "CONTENT_TYPE" => pyo3::intern!(py, "CONTENT_TYPE"),
+        "CONTENT_LENGTH" => pyo3::intern!(py, "CONTENT_LENGTH"),
+        "HTTP_REFERER" => pyo3::intern!(py, "HTTP_REFERER"),
+        "HTTP_CACHE_CONTROL" => pyo3::intern!(py, "HTTP_CACHE_CONTROL"),
+        "HTTP_AUTHORIZATION" => pyo3::intern!(py, "HTTP_AUTHORIZATION"),
+        _ => return None,
+    };
+    Some(interned.clone())
 }
 
 impl EnvironTemplate {

@@ -183,8 +183,12 @@ def test_close_is_called(front, tmp_path):
     marker = tmp_path / "marker"
     response = requests.get(front.url + "/close", params={"marker": str(marker)}, timeout=20)
     assert response.content == b"ab"
+    # close() runs after the response went out: wait for its line, not just for the file,
+    # which exists (empty) from open() until the line is written.
     deadline = time.monotonic() + 5
-    while not marker.exists() and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        if marker.exists() and marker.read_text() == "closed\n":
+            break
         time.sleep(0.02)
     assert marker.read_text() == "closed\n"
 
