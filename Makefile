@@ -9,7 +9,7 @@ DEV_BUILD_ENV = CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNIT
 # Other CPython versions tested by `make test` when pyenv has them.
 OTHER_PYTHONS ?= 3.9 3.10 3.12 3.13
 
-.PHONY: system-deps dev lint rust-test stubtest pytest test test-pythons bench bench-cgi fuzz clean
+.PHONY: soak slowloris system-deps dev lint rust-test stubtest pytest test test-pythons bench bench-cgi fuzz clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -90,6 +90,14 @@ fuzz:
 	    -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 -print_final_stats=1) || exit 1; \
 	  echo "== $$target corpus: $$(ls fuzz/corpus/$$target | wc -l) files"; \
 	done
+
+## soak: 1,000,000 mixed requests against one worker; RSS and fds must hold (bench/soak.py)
+soak: dev
+	python3 bench/soak.py --python $(VENV)/bin/python
+
+## slowloris: 1,000 trickling connections while a normal client keeps p99 < 100 ms
+slowloris: dev
+	python3 bench/slowloris.py --python $(VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) .venv-* target

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -50,14 +51,21 @@ def fd_count(pid):
 
 
 def run_wrk(port, seconds, connections):
-    out = subprocess.run(
+    result = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(HERE / "soak.lua"),
          f"http://127.0.0.1:{port}/"],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
+        capture_output=True, text=True,
+    )
+    out = result.stdout
+    found = re.search(r"(\d+) requests in", out)
+    if not found:
+        raise SystemExit(f"wrk failed (status {result.returncode}):\n{out}\n{result.stderr}")
     errors = re.search(r"Socket errors: (.*)", out)
-    return requests, (errors.group(1) if errors else "none"), out
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    detail = errors.group(1) if errors else "none"
+    if non_2xx:
+        detail += f"; non-2xx: {non_2xx.group(1)}"
+    return int(found.group(1)), detail, out
 
 
 def disconnecter(port, stop, counter):
@@ -93,10 +101,12 @@ def main():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    # The error log goes to a file: a pipe nobody reads would fill up and stall the server.
+    log = tempfile.TemporaryFile("w+")
     server = subprocess.Popen(
         [args.python, "-m", "tidegate", "--bind", f"127.0.0.1:{port}", "--log-level", "error",
          "--chdir", str(HERE), "soak_app:app"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, stderr=log, text=True,
     )
     started = time.monotonic()
     try:
@@ -137,7 +147,8 @@ def main():
             server.wait(15)
         except subprocess.TimeoutExpired:
             server.kill()
-        errors = server.stderr.read()
+        log.seek(0)
+        errors = log.read()
         panics = [line for line in errors.splitlines() if "panicked" in line]
         if panics:
             print("server panicked:", *panics, sep="\n")

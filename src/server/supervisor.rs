@@ -123,6 +123,8 @@ pub fn run(
 ) -> PyResult<i32> {
     crate::logging::init(&config.server.log_level).map_err(PyValueError::new_err)?;
     crate::server::raise_open_file_limit();
+    // Before any fork: workers inherit the setting and start their threads after it.
+    crate::server::limit_malloc_arenas();
     let activated = systemd::activated_listeners()
         .map_err(|e| PyOSError::new_err(format!("socket activation: {e}")))?;
     let mut listeners = if activated.is_empty() {
