@@ -19,7 +19,7 @@ use crate::gateway::{
     ResponseHead,
 };
 use crate::http::body::{BodyBounds, BodyDecoder, BodyPump, READ_SIZE};
-use crate::http::chunked::ChunkedDecoder;
+use crate::http::chunked::{ChunkedDecoder, Decoded};
 use crate::http::request::{parse_head, BodyFraming, ParsedHead, Rejection};
 use crate::http::response::{
     choose_framing, chunk_header, encode_head, ResponseFraming, LAST_CHUNK,
@@ -264,7 +264,14 @@ impl<S: Socket> Connection<S> {
             .is_some()
             .then(|| AccessEntry::new(&method, &target, protocol, &headers, &self.peer));
 
-        let (body, mut pump) = self.body_for(framing, expect_continue);
+        let (body, mut pump) = match self.body_for(framing, expect_continue) {
+            Ok(body) => body,
+            Err(rejection) => {
+                // Refused before the app runs, like a bad head.
+                self.reject(rejection).await;
+                return Ok(false);
+            }
+        };
         let (events_tx, mut events) = mpsc::channel(RESPONSE_QUEUE);
         let head = RequestHead {
             method,
@@ -384,12 +391,25 @@ impl<S: Socket> Connection<S> {
     }
 
     /// How the body reaches the app: whole if it is already buffered, else streamed.
-    fn body_for(&mut self, framing: BodyFraming, expect_continue: bool) -> (RequestBody, BodyPump) {
+    ///
+    /// A chunked body that arrived whole with its head is decoded before the app runs, so a
+    /// malformed one is refused (400) or an oversized one (413) without calling the app.
+    fn body_for(
+        &mut self,
+        framing: BodyFraming,
+        expect_continue: bool,
+    ) -> Result<(RequestBody, BodyPump), Rejection> {
         let decoder = match framing {
-            BodyFraming::Empty => return (RequestBody::Empty, BodyPump::none()),
+            BodyFraming::Empty => return Ok((RequestBody::Empty, BodyPump::none())),
             BodyFraming::Length(length) if !expect_continue && self.buf.len() as u64 >= length => {
                 let body = self.buf.split_to(length as usize).freeze();
-                return (RequestBody::Complete(body), BodyPump::none());
+                return Ok((RequestBody::Complete(body), BodyPump::none()));
+            }
+            BodyFraming::Chunked if !expect_continue => {
+                if let Some(body) = self.buffered_chunked_body()? {
+                    return Ok((RequestBody::Complete(body), BodyPump::none()));
+                }
+                BodyDecoder::Chunked(ChunkedDecoder::new())
             }
             BodyFraming::Length(length) => BodyDecoder::Length(length),
             BodyFraming::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
@@ -406,7 +426,43 @@ impl<S: Socket> Connection<S> {
             timeout: self.ctx.limits.body_timeout,
         };
         let pump = BodyPump::new(decoder, messages_tx, demand_rx, expect_continue, bounds);
-        (body, pump)
+        Ok((body, pump))
+    }
+
+    /// Decodes a chunked body if all of it is already buffered. `Ok(None)`: part of it is
+    /// still to come, and it will be streamed.
+    fn buffered_chunked_body(&mut self) -> Result<Option<Bytes>, Rejection> {
+        let mut view = BytesMut::from(&self.buf[..]);
+        let mut decoder = ChunkedDecoder::new();
+        let mut body = BytesMut::new();
+        loop {
+            match decoder.decode(&mut view) {
+                Ok(Decoded::Data(data)) => {
+                    body.extend_from_slice(&data);
+                    let limit = self.ctx.limits.body;
+                    if limit > 0 && body.len() as u64 > limit {
+                        return Err(Rejection {
+                            status: 413,
+                            detail: format!(
+                                "chunked request body over --limit-request-body {limit}"
+                            ),
+                        });
+                    }
+                }
+                Ok(Decoded::Done) => {
+                    let consumed = self.buf.len() - view.len();
+                    let _ = self.buf.split_to(consumed);
+                    return Ok(Some(body.freeze()));
+                }
+                Ok(Decoded::NeedMore) => return Ok(None),
+                Err(why) => {
+                    return Err(Rejection {
+                        status: 400,
+                        detail: format!("malformed chunked body: {why}"),
+                    })
+                }
+            }
+        }
     }
 
     /// Applies the event received and every event already queued behind it, then writes
