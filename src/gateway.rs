@@ -70,8 +70,6 @@ pub struct RequestHead {
     pub protocol: Protocol,
     /// Header fields in the order received, names as sent, values as raw bytes.
     pub headers: Vec<(Bytes, Bytes)>,
-    /// The declared body length, when the request has a Content-Length.
-    pub content_length: Option<u64>,
     /// The peer that sent the request.
     pub peer: Peer,
     /// The listener the request arrived on.
@@ -97,6 +95,22 @@ pub struct CgiRequest {
 }
 
 impl CgiRequest {
+    /// A request from literal pairs, for tests.
+    #[cfg(test)]
+    pub(crate) fn from_static(vars: &[(&'static str, &'static str)]) -> Self {
+        CgiRequest {
+            vars: vars
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        Bytes::from_static(n.as_bytes()),
+                        Bytes::from_static(v.as_bytes()),
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// The value of `name` (the last one if it was sent twice).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.vars
@@ -310,13 +324,8 @@ pub enum RequestBody {
     Empty,
     /// The whole body, already received.
     Complete(Bytes),
-    /// A body still arriving: `received` first, then what `source` yields.
-    Stream {
-        /// Bytes of the body already received.
-        received: Bytes,
-        /// The rest of the body.
-        source: Box<dyn BodySource>,
-    },
+    /// A body still arriving, read from the source as the app asks for it.
+    Stream(Box<dyn BodySource>),
 }
 
 /// One request handed from an engine to the bridge.
@@ -337,17 +346,7 @@ mod tests {
     use super::*;
 
     fn request(vars: &[(&'static str, &'static str)]) -> CgiRequest {
-        CgiRequest {
-            vars: vars
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        Bytes::from_static(n.as_bytes()),
-                        Bytes::from_static(v.as_bytes()),
-                    )
-                })
-                .collect(),
-        }
+        CgiRequest::from_static(vars)
     }
 
     #[test]

@@ -49,10 +49,7 @@ pub fn run(py: Python<'_>, app: Py<PyAny>) -> PyResult<bool> {
     };
     let body = match length {
         None | Some(0) => RequestBody::Empty,
-        Some(length) => RequestBody::Stream {
-            received: Bytes::new(),
-            source: Box::new(StdinBody::new(length)),
-        },
+        Some(length) => RequestBody::Stream(Box::new(StdinBody::new(length))),
     };
     let sink = sink.for_request(!request.is_head());
     let bridge = Bridge::new(
@@ -91,17 +88,7 @@ mod tests {
     use super::*;
 
     fn request(vars: &[(&'static str, &'static str)]) -> CgiRequest {
-        CgiRequest {
-            vars: vars
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        Bytes::from_static(n.as_bytes()),
-                        Bytes::from_static(v.as_bytes()),
-                    )
-                })
-                .collect(),
-        }
+        CgiRequest::from_static(vars)
     }
 
     #[test]

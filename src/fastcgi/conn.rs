@@ -261,10 +261,7 @@ impl<S: Socket> Connection<S> {
                 // FastCGI has no 100-continue: the front server sends the body unasked.
                 let (demand_tx, _) = oneshot::channel();
                 let source = HttpBodySource::new(messages_rx, demand_tx);
-                let body = RequestBody::Stream {
-                    received: Bytes::new(),
-                    source: Box::new(source),
-                };
+                let body = RequestBody::Stream(Box::new(source));
                 (body, StdinPump::new(id, messages_tx))
             }
         };

@@ -278,11 +278,6 @@ impl<S: Socket> Connection<S> {
             target,
             protocol,
             headers,
-            content_length: match framing {
-                BodyFraming::Length(length) => Some(length),
-                BodyFraming::Empty => None,
-                BodyFraming::Chunked => None,
-            },
             peer: self.peer.clone(),
             listener: Arc::clone(&self.listener),
         };
@@ -417,10 +412,7 @@ impl<S: Socket> Connection<S> {
         let (messages_tx, messages_rx) = mpsc::channel(BODY_QUEUE);
         let (demand_tx, demand_rx) = oneshot::channel();
         let source = HttpBodySource::new(messages_rx, demand_tx);
-        let body = RequestBody::Stream {
-            received: Bytes::new(),
-            source: Box::new(source),
-        };
+        let body = RequestBody::Stream(Box::new(source));
         let bounds = BodyBounds {
             limit: self.ctx.limits.body,
             timeout: self.ctx.limits.body_timeout,

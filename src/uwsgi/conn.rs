@@ -142,10 +142,7 @@ impl<S: Socket> Connection<S> {
             let (messages_tx, messages_rx) = mpsc::channel(BODY_QUEUE);
             let (demand_tx, demand_rx) = oneshot::channel();
             let source = HttpBodySource::new(messages_rx, demand_tx);
-            let body = RequestBody::Stream {
-                received: Bytes::new(),
-                source: Box::new(source),
-            };
+            let body = RequestBody::Stream(Box::new(source));
             let pump = BodyPump::new(
                 BodyDecoder::Length(length),
                 messages_tx,

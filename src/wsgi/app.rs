@@ -102,7 +102,7 @@ impl Bridge {
         let input = match body {
             RequestBody::Empty => Input::new(Bytes::new(), None),
             RequestBody::Complete(bytes) => Input::new(bytes, None),
-            RequestBody::Stream { received, source } => Input::new(received, Some(source)),
+            RequestBody::Stream(source) => Input::new(Bytes::new(), Some(source)),
         };
         let responder = match (Bound::new(py, input), Bound::new(py, Responder::new(sink))) {
             (Ok(input), Ok(responder)) => (input, responder),
