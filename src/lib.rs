@@ -18,6 +18,7 @@
 //!   `fastcgi_pass` and `uwsgi_pass`), each a codec and a connection loop on the same
 //!   runtime as the HTTP engine;
 //! - [`server`]: listening sockets, the Python threads, start and graceful stop;
+//! - [`static_files`]: `--static` files answered by the engine without the app;
 //! - [`logging`]: the error log and the access log.
 //!
 //! Python threads run the app and hold the GIL only while they do; the tokio runtime does
@@ -31,6 +32,7 @@ pub mod gateway;
 pub mod http;
 pub mod logging;
 pub mod server;
+pub mod static_files;
 pub mod uwsgi;
 pub mod wsgi;
 
@@ -80,6 +82,21 @@ fn http_limits(values: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<http
     Ok(limits)
 }
 
+/// The `--static` mounts, checked (ValueError naming the option), or none.
+fn static_site(
+    mounts: Option<Vec<(String, std::path::PathBuf)>>,
+    cache_control: Option<String>,
+) -> PyResult<Option<std::sync::Arc<static_files::StaticSite>>> {
+    match mounts {
+        Some(mounts) if !mounts.is_empty() => {
+            static_files::StaticSite::new(&mounts, cache_control.as_deref())
+                .map(|site| Some(std::sync::Arc::new(site)))
+                .map_err(PyValueError::new_err)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Serves `app` on `binds` in this process until interrupted (see `tidegate.serve`).
 #[pyfunction]
 #[pyo3(signature = (app, binds, threads, access_log, log_level, protocol = "http"))]
@@ -108,6 +125,7 @@ fn serve(
             graceful_timeout: GRACEFUL_TIMEOUT,
             bind_options: Default::default(),
             limits: Default::default(),
+            static_files: None,
         },
     )
 }
@@ -119,7 +137,7 @@ fn serve(
 #[pyo3(signature = (
     loader, *, binds, threads, workers, access_log, log_level, timeout, graceful_timeout,
     max_requests, max_requests_jitter, max_rss, reload, pid_file, backlog, umask, hooks,
-    limits = None, protocol = "http"
+    limits = None, protocol = "http", static_files = None, static_cache_control = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn supervise(
@@ -142,6 +160,8 @@ fn supervise(
     hooks: std::collections::HashMap<String, Option<Py<PyAny>>>,
     limits: Option<&Bound<'_, pyo3::types::PyDict>>,
     protocol: &str,
+    static_files: Option<Vec<(String, std::path::PathBuf)>>,
+    static_cache_control: Option<String>,
 ) -> PyResult<i32> {
     if threads == 0 || workers == 0 {
         return Err(PyValueError::new_err(
@@ -167,6 +187,7 @@ fn supervise(
             graceful_timeout: seconds(graceful_timeout, "graceful_timeout")?,
             bind_options: server::bind::BindOptions { backlog, umask },
             limits: http_limits(limits)?,
+            static_files: static_site(static_files, static_cache_control)?,
         },
         workers,
         timeout: (!timeout.is_zero()).then_some(timeout),

@@ -28,6 +28,7 @@ use crate::http::sink::{HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RES
 use crate::http::writer::OutQueue;
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
+use crate::static_files::http1::write_response as write_static;
 
 /// How long an idle connection waits for a last request while the server stops.
 const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
@@ -263,6 +264,22 @@ impl<S: Socket> Connection<S> {
             .access_log
             .is_some()
             .then(|| AccessEntry::new(&method, &target, protocol, &headers, &self.peer));
+        if let Some(site) = self.ctx.static_files.clone() {
+            if let Some(answer) = site.respond(&method, &target, &headers) {
+                // A request body is not read: the connection ends after the answer.
+                let keep_alive = keep_alive
+                    && matches!(framing, BodyFraming::Empty | BodyFraming::Length(0))
+                    && !*self.ctx.shutdown.borrow();
+                let status = answer.status;
+                let timeout = self.ctx.limits.write_timeout;
+                let (stream, out) = (&mut self.stream, &mut self.out);
+                let sent = write_static(stream, out, answer, protocol, keep_alive, timeout).await?;
+                if let (Some(log), Some(entry)) = (&self.ctx.access_log, access) {
+                    log.write(&entry, status, sent, started.elapsed());
+                }
+                return Ok(keep_alive);
+            }
+        }
 
         let (body, mut pump) = match self.body_for(framing, expect_continue) {
             Ok(body) => body,

@@ -90,6 +90,8 @@ pub struct ConnContext {
     pub protocol: crate::server::WireProtocol,
     /// Requests in flight, for backpressure on accept.
     pub capacity: Arc<crate::server::capacity::Capacity>,
+    /// `--static` mounts, answered before the app is involved.
+    pub static_files: Option<Arc<crate::static_files::StaticSite>>,
 }
 
 impl ConnContext {

@@ -34,6 +34,8 @@ pub struct EngineOptions {
     pub limits: crate::http::HttpLimits,
     /// What the listeners speak.
     pub protocol: crate::server::WireProtocol,
+    /// `--static` mounts answered by the engine, if any.
+    pub static_files: Option<Arc<crate::static_files::StaticSite>>,
 }
 
 /// How to stop.
@@ -103,6 +105,7 @@ impl Engine {
                 capacity: Arc::clone(&capacity),
                 limits: options.limits,
                 protocol: options.protocol,
+                static_files: options.static_files.clone(),
             });
             runtime.spawn(accept_loop(listener, ctx, Arc::clone(&connections)));
         }

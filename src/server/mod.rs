@@ -97,6 +97,8 @@ pub struct ServerConfig {
     pub bind_options: BindOptions,
     /// HTTP limits and timeouts.
     pub limits: crate::http::HttpLimits,
+    /// `--static` mounts answered by the engine, if any.
+    pub static_files: Option<Arc<crate::static_files::StaticSite>>,
 }
 
 /// Raises the open-file limit to its hard maximum: every connection is a descriptor, and
@@ -197,6 +199,7 @@ pub fn serve(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<(
             access_log: config.access_log.clone(),
             limits: config.limits,
             protocol: config.protocol,
+            static_files: config.static_files.clone(),
         },
     )?;
     tracing::info!(

@@ -110,6 +110,7 @@ fn run_inner(
             access_log: config.server.access_log.clone(),
             limits: config.server.limits,
             protocol: config.server.protocol,
+            static_files: config.server.static_files.clone(),
         },
     )?;
 

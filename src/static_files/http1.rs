@@ -1,0 +1,59 @@
+//! Writing a [`StaticResponse`] on an HTTP/1.x connection.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::gateway::{Protocol, ResponseHead};
+use crate::http::conn::Socket;
+use crate::http::response::{encode_head, status_allows_body, ResponseFraming};
+use crate::http::writer::{sendfile_all, OutQueue};
+use crate::static_files::{StaticBody, StaticResponse};
+
+/// Writes `response` (the head, then the body with sendfile(2) for a file). Returns the
+/// body bytes sent, for the access log. `keep_alive` is whether the connection stays open.
+pub async fn write_response<S: Socket>(
+    stream: &mut S,
+    out: &mut OutQueue,
+    response: StaticResponse,
+    protocol: Protocol,
+    keep_alive: bool,
+    timeout: Duration,
+) -> io::Result<u64> {
+    let framing = match response.content_length {
+        Some(length) if status_allows_body(response.status) => ResponseFraming::Length(length),
+        _ => ResponseFraming::NoBody,
+    };
+    let head = ResponseHead {
+        status: response.status,
+        status_line: Bytes::from(format!("{} {}", response.status, response.reason)),
+        headers: response.headers,
+        content_length: response.content_length,
+        close_connection: !keep_alive,
+    };
+    encode_head(out.staging(), &head, framing, protocol, keep_alive);
+    let sent = match response.body {
+        StaticBody::Empty => 0,
+        StaticBody::Text(text) => {
+            let len = text.len() as u64;
+            out.push(text);
+            len
+        }
+        StaticBody::File { file, offset, len } => {
+            out.flush(stream, timeout).await?;
+            let sent = sendfile_all(stream, &file, offset, len, timeout).await?;
+            if sent < len {
+                // The file shrank since it was measured: the length announced is a lie now,
+                // so the connection must end here.
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "static file shorter than announced",
+                ));
+            }
+            sent
+        }
+    };
+    out.flush(stream, timeout).await?;
+    Ok(sent)
+}
