@@ -1,6 +1,6 @@
 """Type stubs for the Rust extension module ``tidegate._tidegate``."""
 
-from typing import Any, Callable, Dict, Iterator, List, Optional, final
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, final
 
 __all__ = [
     "ClientDisconnected",
@@ -60,6 +60,8 @@ def supervise(
     hooks: Dict[str, Optional[Callable[..., Any]]],
     limits: Optional[Dict[str, float]] = None,
     protocol: str = "http",
+    static_files: Optional[List[Tuple[str, str]]] = None,
+    static_cache_control: Optional[str] = None,
 ) -> int:
     """Run the supervisor and its workers; return the exit status."""
 

@@ -187,6 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-connections", type=_positive_int, default=4096, metavar="N",
         help="open connections per worker; more wait in the backlog (default 4096)",
     )
+    static = parser.add_argument_group("static files (answered by the engine, never the app)")
+    static.add_argument(
+        "--static", action="append", default=[], type=_static_mount, metavar="URL_PREFIX=DIRECTORY",
+        help="serve the files of DIRECTORY (relative to --chdir) under URL_PREFIX, e.g. "
+        "/static=static; repeatable, the longest prefix wins (default: none)",
+    )
+    static.add_argument(
+        "--static-cache-control", metavar="VALUE", default=None,
+        help='Cache-Control sent with static files, e.g. "public, max-age=3600" (default: none)',
+    )
     parser.add_argument(
         "--chdir", metavar="DIR", help="change to DIR before loading the app (added to sys.path)"
     )
@@ -258,6 +268,32 @@ def _octal(text: str) -> int:
     if not 0 <= value <= 0o777:
         raise argparse.ArgumentTypeError(f"{text!r} is not a mask between 000 and 777")
     return value
+
+
+def _static_mount(text: str) -> "tuple[str, str]":
+    import argparse
+
+    prefix, equals, directory = text.partition("=")
+    if not equals or not prefix or not directory:
+        raise argparse.ArgumentTypeError(f"{text!r} is not URL_PREFIX=DIRECTORY, e.g. /static=static")
+    if not prefix.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the URL prefix must start with '/'")
+    return prefix, directory
+
+
+def _static_mounts(parser: argparse.ArgumentParser, options: argparse.Namespace) -> List[Any]:
+    """The --static mounts with absolute directories (checked after --chdir)."""
+    if options.static and options.protocol != "http":
+        parser.error(f"argument --static: only served with --protocol http, not {options.protocol}")
+    if options.static_cache_control is not None and not options.static:
+        parser.error("argument --static-cache-control: needs --static")
+    mounts = []
+    for prefix, directory in options.static:
+        if not os.path.isdir(directory):
+            problem = "is not a directory" if os.path.exists(directory) else "does not exist"
+            parser.error(f"argument --static: {prefix}={directory}: directory {directory!r} {problem}")
+        mounts.append((prefix, os.path.abspath(directory)))
+    return mounts
 
 
 def _python_paths(values: Sequence[str]) -> List[str]:
@@ -350,6 +386,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if options.reload and options.preload:
         parser.error("--reload cannot be used with --preload (a preloaded app cannot be re-imported)")
 
+    static_mounts = _static_mounts(parser, options)
+
     try:
         hooks = load_hooks(options.hooks)
     except Exception as error:  # noqa: BLE001 - any failure in the user's hooks file
@@ -401,7 +439,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 "max_connections": options.max_connections,
             },
             protocol=options.protocol,
+            static_files=static_mounts,
+            static_cache_control=options.static_cache_control,
         )
+    except ValueError as error:
+        if not str(error).startswith("--static"):
+            raise
+        parser.error(f"argument {error}")  # a --static mount the engine refused
     except OSError as error:
         print(f"tidegate: error: {error}", file=sys.stderr)
         sys.exit(EXIT_SERVER_ERROR)
