@@ -1,6 +1,6 @@
 //! Validators and conditional requests (RFC 9110 sections 8.8 and 13).
 //!
-//! The ETag is strong, `"SIZE-MTIME"` in hex (nanosecond mtime), with `-br`/`-gz` for a
+//! The ETag is strong, `"SIZE-MTIME"` in hex (nanosecond mtime), with `-br`/`-gzip` for a
 //! precompressed representation. Strong because `If-Range` only works with strong
 //! validators (RFC 9110 section 13.1.5): a client resuming a download must be able to use
 //! it. Size and mtime change whenever a file is rewritten by normal means; a rewrite that
