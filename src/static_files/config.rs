@@ -66,7 +66,7 @@ impl StaticSite {
             }
             checked.push(Mount { segments, root });
         }
-        checked.sort_by(|a, b| b.segments.len().cmp(&a.segments.len()));
+        checked.sort_by_key(|m| std::cmp::Reverse(m.segments.len()));
         let cache_control = match cache_control {
             Some(value) if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') => {
                 return Err(format!(
