@@ -348,7 +348,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             os.chdir(options.chdir)
         except OSError as error:
             build_parser().error(
-                f"argument --chdir: cannot change to {options.chdir!r}: {error.strerror}"
+                f"{_origin(options, 'chdir', 'argument --chdir')}: "
+                f"cannot change to {options.chdir!r}: {error.strerror}"
             )
     # Like gunicorn: the working directory comes first on sys.path, then --pythonpath.
     for path in reversed(_python_paths(options.pythonpath)):
@@ -378,7 +379,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         hooks = load_hooks(options.hooks)
     except Exception as error:  # noqa: BLE001 - any failure in the user's hooks file
-        parser.error(f"argument --hooks: cannot load {options.hooks!r}: {error}")
+        where = _origin(options, "hooks", "argument --hooks")
+        parser.error(f"{where}: cannot load {options.hooks!r}: {error}")
 
     if options.preload:
         try:
@@ -431,6 +433,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"tidegate: error: {error}", file=sys.stderr)
         sys.exit(EXIT_SERVER_ERROR)
     sys.exit(code)
+
+
+def _origin(options: Any, dest: str, argument: str) -> str:
+    """``argument``, or where a configuration file or variable set ``dest``."""
+    if not hasattr(options, "_config_sources"):  # the CGI fast path reads no configuration
+        return argument
+    from tidegate.config import origin
+
+    return origin(options, dest, argument)
 
 
 def _preloaded(app: Callable[..., Any]) -> Callable[..., Any]:

@@ -47,6 +47,9 @@ FALSE_WORDS = frozenset({"false", "0", "no"})
 #: The table of a pyproject.toml that holds tidegate's options.
 PYPROJECT_TABLE = ("tool", "tidegate")
 
+# Where the namespace keeps {dest: (key, source)} for ``origin``.
+_SOURCES_ATTRIBUTE = "_config_sources"
+
 # The destinations of the two options this module adds: they are not configuration keys.
 _CONFIG_DEST = "config"
 _PRINT_DEST = "print_config"
@@ -564,6 +567,7 @@ def parse_configured_args(
             if setting.raw == []:
                 setting.raw = _UNSET
         setattr(cli, dest, setting.value)
+    setattr(cli, _SOURCES_ATTRIBUTE, {dest: (s.option.key, s.source) for dest, s in settings.items()})
     # What no configurable action owns (--config, --print-config, hidden positionals) gets
     # its default back where it was not given.
     defaults: Dict[str, Any] = {}
@@ -585,6 +589,19 @@ def parse_configured_args(
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
     return cli
+
+
+def origin(options: Any, dest: str, argument: str) -> str:
+    """How an error found after parsing names the option ``dest``: ``argument`` (such as
+    ``"argument --chdir"``) when it came from the command line or its default, else the key
+    and its file, or the variable."""
+    sources: Dict[str, Tuple[str, str]] = getattr(options, _SOURCES_ATTRIBUTE, {})
+    key, source = sources.get(dest, ("", "the command line"))
+    if source in ("the command line", "default"):
+        return argument
+    if source.startswith(ENV_PREFIX):
+        return f"environment variable {source}"
+    return f"key {key!r} in {source}"
 
 
 def _file_values(

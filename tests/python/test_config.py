@@ -349,6 +349,17 @@ def test_bad_variable_exits_2_naming_it(name, value, problem):
     assert name in error and problem in error, error
 
 
+def test_errors_found_after_parsing_name_the_source(tmp_path):
+    """--chdir and --hooks are checked when used: the error still says where they came from."""
+    result = run_cli("cli_apps", env=clean_env(TIDEGATE_CHDIR=str(tmp_path / "nowhere")))
+    assert result.returncode == 2, result.stderr
+    assert "tidegate: error: environment variable TIDEGATE_CHDIR: cannot change to" in result.stderr
+    config = write_config(tmp_path / "tidegate.toml", 'hooks = "no_such_hooks_module"\n')
+    result = run_cli("--config", str(config), "cli_apps")
+    assert result.returncode == 2, result.stderr
+    assert f"tidegate: error: key 'hooks' in {config}: cannot load" in result.stderr
+
+
 def test_missing_config_file_exits_2(tmp_path):
     missing = tmp_path / "missing.toml"
     for args, env, origin in [
