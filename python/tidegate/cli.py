@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "app", metavar="APP", help="the WSGI application to serve (or app = ... in --config)"
+        "app", metavar="APP", help="the WSGI application to serve (or app in the configuration)"
     )
     # A CGI script whose first line is "#!/usr/bin/env -S tidegate --protocol cgi APP" is
     # run as that command with the script's path appended: accept and ignore it.

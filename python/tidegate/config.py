@@ -563,9 +563,8 @@ def parse_configured_args(
             if isinstance(option.action, argparse._AppendAction) and isinstance(default, list):
                 value = list(default) + value  # argparse appends to a list default
             setting.value, setting.source = value, "the command line"
-            setting.raw = raws.get(dest) if option.is_list else (raws.get(dest) or [_UNSET])[-1]
-            if setting.raw == []:
-                setting.raw = _UNSET
+            given = raws.get(dest) or []  # the strings typed, for --print-config
+            setting.raw = (given if option.is_list else given[-1]) if given else _UNSET
         setattr(cli, dest, setting.value)
     setattr(cli, _SOURCES_ATTRIBUTE, {dest: (s.option.key, s.source) for dest, s in settings.items()})
     # What no configurable action owns (--config, --print-config, hidden positionals) gets
