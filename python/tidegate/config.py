@@ -6,10 +6,11 @@ set in a TOML file (``--config FILE``, or the ``[tool.tidegate]`` table of a
 (``TIDEGATE_WORKERS=4``). The command line wins over the environment, which wins over the
 file, which wins over the option's default.
 
-Nothing here knows the options by name (``--chdir`` aside, which says where to look for
-``pyproject.toml``): keys, value shapes and validation are derived from the argparse
-actions themselves — their long name, ``dest``, ``type=`` callable, ``choices``, ``nargs``
-and action kind (``store_true``, ``append``...). An option added to the parser later is
+Nothing here knows the options by name, but for two: ``--chdir`` says where to look for
+``pyproject.toml``, and ``--protocol cgi`` turns files and variables off. Keys, value
+shapes and validation are derived from the argparse actions themselves: their long name,
+``dest``, ``type=`` callable, ``choices``, ``nargs`` and action kind (``store_true``,
+``append``...). An option added to the parser later is
 configurable with no change here, and its values from a file or the environment go
 through the same ``type=`` and ``choices`` checks as on the command line.
 
