@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
             "MODULE:FACTORY(ARGS) with literal ARGS, e.g. myproject.wsgi:application."
         ),
     )
-    parser.add_argument("app", metavar="APP", help="the WSGI application to serve")
+    parser.add_argument(
+        "app", metavar="APP", help="the WSGI application to serve (or app in the configuration)"
+    )
     # A CGI script whose first line is "#!/usr/bin/env -S tidegate --protocol cgi APP" is
     # run as that command with the script's path appended: accept and ignore it.
     parser.add_argument("cgi_script", nargs="?", help=argparse.SUPPRESS)
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-b",
         "--bind",
         action="append",
+        type=_bind_address,
         metavar="ADDRESS",
         help=(
             "address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH; "
@@ -225,7 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the access log to FILE ('-' for standard output); implies --access-log",
     )
     parser.add_argument("--version", action="version", version=f"tidegate {__version__}")
+    from tidegate.config import add_config_options
+
+    add_config_options(parser)
     return parser
+
+
+def _bind_address(text: str) -> str:
+    import argparse
+
+    try:
+        check_bind(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def _positive_int(text: str) -> int:
@@ -241,6 +257,8 @@ def _positive_int(text: str) -> int:
 
 
 def _non_negative_int(text: str) -> int:
+    import argparse
+
     try:
         value = int(text)
     except ValueError:
@@ -251,6 +269,8 @@ def _non_negative_int(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
+    import argparse
+
     try:
         value = float(text)
     except ValueError:
@@ -261,6 +281,8 @@ def _seconds(text: str) -> float:
 
 
 def _octal(text: str) -> int:
+    import argparse
+
     try:
         value = int(text, 8)
     except ValueError:
@@ -343,7 +365,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     options = _cgi_options(args)
     if options is None:
-        options = build_parser().parse_args(args)
+        # Options also come from TIDEGATE_* variables and a TOML file (not for CGI).
+        from tidegate.config import parse_configured_args
+
+        options = parse_configured_args(build_parser(), args)
 
     if options.cgi_script is not None and options.protocol != "cgi":
         build_parser().error(f"unrecognized arguments: {options.cgi_script}")
@@ -359,7 +384,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             os.chdir(options.chdir)
         except OSError as error:
             build_parser().error(
-                f"argument --chdir: cannot change to {options.chdir!r}: {error.strerror}"
+                f"{_origin(options, 'chdir', 'argument --chdir')}: "
+                f"cannot change to {options.chdir!r}: {error.strerror}"
             )
     # Like gunicorn: the working directory comes first on sys.path, then --pythonpath.
     for path in reversed(_python_paths(options.pythonpath)):
@@ -391,7 +417,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         hooks = load_hooks(options.hooks)
     except Exception as error:  # noqa: BLE001 - any failure in the user's hooks file
-        parser.error(f"argument --hooks: cannot load {options.hooks!r}: {error}")
+        where = _origin(options, "hooks", "argument --hooks")
+        parser.error(f"{where}: cannot load {options.hooks!r}: {error}")
 
     if options.preload:
         try:
@@ -450,6 +477,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"tidegate: error: {error}", file=sys.stderr)
         sys.exit(EXIT_SERVER_ERROR)
     sys.exit(code)
+
+
+def _origin(options: Any, dest: str, argument: str) -> str:
+    """``argument``, or where a configuration file or variable set ``dest``."""
+    if not hasattr(options, "_config_sources"):  # the CGI fast path reads no configuration
+        return argument
+    from tidegate.config import origin
+
+    return origin(options, dest, argument)
 
 
 def _preloaded(app: Callable[..., Any]) -> Callable[..., Any]:

@@ -156,13 +156,13 @@ def test_environ_http10_protocol(serve_app):
 
 def test_environ_does_not_leak_process_environment(server_factory):
     env = conftest.server_env()
-    env.update({"HTTP_FOO": "bar", "PATH_INFO": "/leak", "TIDEGATE_LEAK_CANARY": "1",
+    env.update({"HTTP_FOO": "bar", "PATH_INFO": "/leak", "MYAPP_LEAK_CANARY": "1",
                 "QUERY_STRING": "leaked=1", "CONTENT_LENGTH": "99"})
     server = server_factory(APP, env=env)
     report, _, _ = exchange(server, b"GET /real HTTP/1.1\r\nHost: x\r\n\r\n")
     seen = report["environ"]
     assert "HTTP_FOO" not in seen
-    assert "TIDEGATE_LEAK_CANARY" not in seen
+    assert "MYAPP_LEAK_CANARY" not in seen
     assert seen["PATH_INFO"] == "/real"
     assert seen.get("QUERY_STRING", "") == ""
     assert seen.get("CONTENT_LENGTH", "") == ""
