@@ -23,7 +23,7 @@ $(VENV)/.deps: pyproject.toml | $(VENV)/bin/python
 ## test, nginx (fastcgi_pass/uwsgi_pass, and in front of two instances) and lighttpd (CGI)
 ## for the gateway tests, systemd-socket-activate for the socket activation test. A
 ## policy-rc.d guard keeps apt from starting their system services.
-SYSTEM_TOOLS = strace:strace nginx:/usr/sbin/nginx lighttpd:/usr/sbin/lighttpd systemd:systemd-socket-activate
+SYSTEM_TOOLS = strace:strace nginx:/usr/sbin/nginx haproxy:/usr/sbin/haproxy lighttpd:/usr/sbin/lighttpd systemd:systemd-socket-activate
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 	  command -v "$${pair#*:}" >/dev/null 2>&1 || missing="$$missing $${pair%%:*}"; done; \

@@ -17,6 +17,8 @@
 //! - [`fastcgi`] and [`uwsgi`]: the long-lived gateways behind a front server (nginx's
 //!   `fastcgi_pass` and `uwsgi_pass`), each a codec and a connection loop on the same
 //!   runtime as the HTTP engine;
+//! - [`proxy`]: running behind proxies (trusted peers, forwarding headers, the PROXY
+//!   protocol, the root path);
 //! - [`server`]: listening sockets, the Python threads, start and graceful stop;
 //! - [`logging`]: the error log and the access log.
 //!
@@ -30,6 +32,7 @@ pub mod fastcgi;
 pub mod gateway;
 pub mod http;
 pub mod logging;
+pub mod proxy;
 pub mod server;
 pub mod uwsgi;
 pub mod wsgi;
@@ -80,9 +83,52 @@ fn http_limits(values: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<http
     Ok(limits)
 }
 
+/// Reads the proxy settings from a dict (`forwarded_allow_ips`, `proxy_protocol`,
+/// `root_path`); missing keys keep their defaults, unknown keys and bad values are errors
+/// naming the option. `--proxy-protocol` and `--root-path` are for HTTP listeners only.
+fn proxy_config(
+    values: Option<&Bound<'_, pyo3::types::PyDict>>,
+    protocol: server::WireProtocol,
+) -> PyResult<std::sync::Arc<proxy::ProxyConfig>> {
+    let mut allow_ips = proxy::allow::DEFAULT_ALLOW.to_string();
+    let mut proxy_protocol = false;
+    let mut root_path = String::new();
+    for (key, value) in values.into_iter().flat_map(|v| v.iter()) {
+        let key: String = key.extract()?;
+        match key.as_str() {
+            "forwarded_allow_ips" => allow_ips = value.extract()?,
+            "proxy_protocol" => proxy_protocol = value.extract()?,
+            "root_path" => root_path = value.extract()?,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown proxy option {other:?}"
+                )))
+            }
+        }
+    }
+    let config = proxy::ProxyConfig::new(&allow_ips, proxy_protocol, &root_path)
+        .map_err(PyValueError::new_err)?;
+    if protocol != server::WireProtocol::Http {
+        if proxy_protocol {
+            return Err(PyValueError::new_err(
+                "--proxy-protocol: applies to --protocol http only (a FastCGI or uwsgi front \
+                 server passes the client's address in REMOTE_ADDR)",
+            ));
+        }
+        if !config.root_path.is_empty() {
+            return Err(PyValueError::new_err(
+                "--root-path: applies to --protocol http only (a FastCGI or uwsgi front server \
+                 sets SCRIPT_NAME itself)",
+            ));
+        }
+    }
+    Ok(std::sync::Arc::new(config))
+}
+
 /// Serves `app` on `binds` in this process until interrupted (see `tidegate.serve`).
 #[pyfunction]
-#[pyo3(signature = (app, binds, threads, access_log, log_level, protocol = "http"))]
+#[pyo3(signature = (app, binds, threads, access_log, log_level, protocol = "http", proxy = None))]
+#[allow(clippy::too_many_arguments)]
 fn serve(
     py: Python<'_>,
     app: Py<PyAny>,
@@ -91,6 +137,7 @@ fn serve(
     access_log: Option<String>,
     log_level: String,
     protocol: &str,
+    proxy: Option<&Bound<'_, pyo3::types::PyDict>>,
 ) -> PyResult<()> {
     if threads == 0 {
         return Err(PyValueError::new_err("threads must be at least 1"));
@@ -108,6 +155,7 @@ fn serve(
             graceful_timeout: GRACEFUL_TIMEOUT,
             bind_options: Default::default(),
             limits: Default::default(),
+            proxy: proxy_config(proxy, protocol)?,
         },
     )
 }
@@ -119,7 +167,7 @@ fn serve(
 #[pyo3(signature = (
     loader, *, binds, threads, workers, access_log, log_level, timeout, graceful_timeout,
     max_requests, max_requests_jitter, max_rss, reload, pid_file, backlog, umask, hooks,
-    limits = None, protocol = "http"
+    limits = None, protocol = "http", proxy = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn supervise(
@@ -142,6 +190,7 @@ fn supervise(
     hooks: std::collections::HashMap<String, Option<Py<PyAny>>>,
     limits: Option<&Bound<'_, pyo3::types::PyDict>>,
     protocol: &str,
+    proxy: Option<&Bound<'_, pyo3::types::PyDict>>,
 ) -> PyResult<i32> {
     if threads == 0 || workers == 0 {
         return Err(PyValueError::new_err(
@@ -157,9 +206,10 @@ fn supervise(
         post_request: take("post_request"),
     };
     let timeout = seconds(timeout, "timeout")?;
+    let protocol = server::WireProtocol::parse(protocol).map_err(PyValueError::new_err)?;
     let config = server::supervisor::SupervisorConfig {
         server: server::ServerConfig {
-            protocol: server::WireProtocol::parse(protocol).map_err(PyValueError::new_err)?,
+            protocol,
             binds,
             threads,
             access_log,
@@ -167,6 +217,7 @@ fn supervise(
             graceful_timeout: seconds(graceful_timeout, "graceful_timeout")?,
             bind_options: server::bind::BindOptions { backlog, umask },
             limits: http_limits(limits)?,
+            proxy: proxy_config(proxy, protocol)?,
         },
         workers,
         timeout: (!timeout.is_zero()).then_some(timeout),
@@ -194,6 +245,15 @@ fn check_bind(address: &str) -> PyResult<()> {
         .map_err(PyValueError::new_err)
 }
 
+/// Raises ValueError naming the option and the problem if the proxy settings (a dict as
+/// `supervise` takes it) are invalid for `protocol`.
+#[pyfunction]
+#[pyo3(signature = (proxy, protocol = "http"))]
+fn check_proxy(proxy: &Bound<'_, pyo3::types::PyDict>, protocol: &str) -> PyResult<()> {
+    let protocol = server::WireProtocol::parse(protocol).map_err(PyValueError::new_err)?;
+    proxy_config(Some(proxy), protocol).map(drop)
+}
+
 /// The extension module.
 #[pymodule]
 fn _tidegate(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -206,6 +266,7 @@ fn _tidegate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serve, m)?)?;
     m.add_function(wrap_pyfunction!(supervise, m)?)?;
     m.add_function(wrap_pyfunction!(check_bind, m)?)?;
+    m.add_function(wrap_pyfunction!(check_proxy, m)?)?;
     m.add_function(wrap_pyfunction!(run_cgi, m)?)?;
     Ok(())
 }

@@ -90,6 +90,8 @@ pub struct ConnContext {
     pub protocol: crate::server::WireProtocol,
     /// Requests in flight, for backpressure on accept.
     pub capacity: Arc<crate::server::capacity::Capacity>,
+    /// `--forwarded-allow-ips`, `--proxy-protocol`, `--root-path`.
+    pub proxy: Arc<crate::proxy::ProxyConfig>,
 }
 
 impl ConnContext {

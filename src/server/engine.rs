@@ -34,6 +34,8 @@ pub struct EngineOptions {
     pub limits: crate::http::HttpLimits,
     /// What the listeners speak.
     pub protocol: crate::server::WireProtocol,
+    /// Trusted proxies, PROXY protocol, root path.
+    pub proxy: Arc<crate::proxy::ProxyConfig>,
 }
 
 /// How to stop.
@@ -76,6 +78,7 @@ impl Engine {
                 multiprocess: options.multiprocess,
                 hooks: options.hooks,
                 run_once: false,
+                proxy: Arc::clone(&options.proxy),
             },
         )?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -103,6 +106,7 @@ impl Engine {
                 capacity: Arc::clone(&capacity),
                 limits: options.limits,
                 protocol: options.protocol,
+                proxy: Arc::clone(&options.proxy),
             });
             runtime.spawn(accept_loop(listener, ctx, Arc::clone(&connections)));
         }

@@ -97,6 +97,8 @@ pub struct ServerConfig {
     pub bind_options: BindOptions,
     /// HTTP limits and timeouts.
     pub limits: crate::http::HttpLimits,
+    /// Trusted proxies, PROXY protocol, root path (HTTP only).
+    pub proxy: Arc<crate::proxy::ProxyConfig>,
 }
 
 /// Raises the open-file limit to its hard maximum: every connection is a descriptor, and
@@ -197,6 +199,7 @@ pub fn serve(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<(
             access_log: config.access_log.clone(),
             limits: config.limits,
             protocol: config.protocol,
+            proxy: Arc::clone(&config.proxy),
         },
     )?;
     tracing::info!(

@@ -110,6 +110,7 @@ fn run_inner(
             access_log: config.server.access_log.clone(),
             limits: config.server.limits,
             protocol: config.server.protocol,
+            proxy: Arc::clone(&config.server.proxy),
         },
     )?;
 
