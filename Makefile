@@ -77,7 +77,7 @@ bench-cgi: dev
 ## fuzz: every fuzz target under libFuzzer for FUZZ_SECONDS each (cargo-fuzz on the stable
 ## toolchain, hence RUSTC_BOOTSTRAP); the corpus stays in fuzz/corpus/ (see docs/fuzzing.md)
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= request_head chunked_body fastcgi_codec uwsgi_codec
+FUZZ_TARGETS ?= request_head chunked_body fastcgi_codec uwsgi_codec proxy_header
 fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 	@for target in $(FUZZ_TARGETS); do \

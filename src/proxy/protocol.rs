@@ -58,6 +58,9 @@ pub enum Parsed {
 
 /// Parses the start of a connection.
 pub fn parse(buf: &[u8]) -> Parsed {
+    if buf.is_empty() {
+        return Parsed::Incomplete { at_least: 1 };
+    }
     let v2_len = buf.len().min(V2_SIGNATURE.len());
     if buf[..v2_len] == V2_SIGNATURE[..v2_len] {
         if buf.len() < V2_HEADER_LEN {
@@ -88,6 +91,9 @@ fn parse_v1(buf: &[u8]) -> Parsed {
             at_least: buf.len() + 2,
         };
     };
+    if let Some(lf) = window[..cr].iter().position(|&b| b == b'\n') {
+        return invalid(format!("bare LF at byte {lf} of a version 1 header"));
+    }
     match buf.get(cr + 1) {
         None => return Parsed::Incomplete { at_least: cr + 2 },
         Some(b'\n') => {}
@@ -320,6 +326,7 @@ mod tests {
             b"PROXY TCP4 192.0.2.7 10.0.0.1 1 2\n",
             b"PROXY TCP4 192.0.2.7 10.0.0.1 1 2\rX",
             b"PROXY \xff\r\n",
+            b"PROXY UNKNOWN a\nb\r\n",
         ] {
             assert!(
                 matches!(parse(bad), Parsed::Invalid(_)),
@@ -395,7 +402,8 @@ mod tests {
         ] {
             assert_eq!(parse(data), Parsed::NotProxy, "{data:?}");
         }
-        assert_eq!(parse(b""), Parsed::Incomplete { at_least: 16 });
+        assert_eq!(parse(b""), Parsed::Incomplete { at_least: 1 });
+        assert_eq!(parse(b"\r\n"), Parsed::Incomplete { at_least: 16 });
         assert!(matches!(parse(b"PRO"), Parsed::Incomplete { .. }));
     }
 }
