@@ -251,6 +251,20 @@ def test_proxy_header_names_the_peer_for_every_request(server_factory, header, a
         assert key not in env, key
 
 
+def test_proxy_header_on_a_unix_socket_and_in_the_access_log(server_factory, tmp_path):
+    path = tmp_path / "app.sock"
+    server = server_factory(ECHO, "--proxy-protocol", "--access-log", bind=f"unix:{path}")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        env = environ_of(sock, prefix=v2_tcp6("2001:db8::9", 5555))
+    assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("2001:db8::9", "5555")
+    deadline = time.monotonic() + 5
+    while "2001:db8::9 - - [" not in server.stdout:
+        assert time.monotonic() < deadline, server.stdout
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("header", [
     b"PROXY UNKNOWN\r\n",
     b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n",
