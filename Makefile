@@ -23,7 +23,7 @@ $(VENV)/.deps: pyproject.toml | $(VENV)/bin/python
 ## test, curl (a second real client for the --static tests), nginx (fastcgi_pass/uwsgi_pass, and in front of two instances) and lighttpd (CGI)
 ## for the gateway tests, systemd-socket-activate for the socket activation test. A
 ## policy-rc.d guard keeps apt from starting their system services.
-SYSTEM_TOOLS = strace:strace curl:curl nginx:/usr/sbin/nginx lighttpd:/usr/sbin/lighttpd systemd:systemd-socket-activate
+SYSTEM_TOOLS = strace:strace curl:curl nginx:/usr/sbin/nginx haproxy:/usr/sbin/haproxy lighttpd:/usr/sbin/lighttpd systemd:systemd-socket-activate
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 	  command -v "$${pair#*:}" >/dev/null 2>&1 || missing="$$missing $${pair%%:*}"; done; \
@@ -77,7 +77,7 @@ bench-cgi: dev
 ## fuzz: every fuzz target under libFuzzer for FUZZ_SECONDS each (cargo-fuzz on the stable
 ## toolchain, hence RUSTC_BOOTSTRAP); the corpus stays in fuzz/corpus/ (see docs/fuzzing.md)
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= request_head chunked_body fastcgi_codec uwsgi_codec
+FUZZ_TARGETS ?= request_head chunked_body fastcgi_codec uwsgi_codec proxy_header
 fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 	@for target in $(FUZZ_TARGETS); do \

@@ -17,6 +17,8 @@
 //! - [`fastcgi`] and [`uwsgi`]: the long-lived gateways behind a front server (nginx's
 //!   `fastcgi_pass` and `uwsgi_pass`), each a codec and a connection loop on the same
 //!   runtime as the HTTP engine;
+//! - [`proxy`]: running behind proxies (trusted peers, forwarding headers, the PROXY
+//!   protocol, the root path);
 //! - [`server`]: listening sockets, the Python threads, start and graceful stop;
 //! - [`static_files`]: `--static` files answered by the engine without the app;
 //! - [`logging`]: the error log and the access log.
@@ -31,6 +33,7 @@ pub mod fastcgi;
 pub mod gateway;
 pub mod http;
 pub mod logging;
+pub mod proxy;
 pub mod server;
 pub mod static_files;
 pub mod uwsgi;
@@ -97,9 +100,52 @@ fn static_site(
     }
 }
 
+/// Reads the proxy settings from a dict (`forwarded_allow_ips`, `proxy_protocol`,
+/// `root_path`); missing keys keep their defaults, unknown keys and bad values are errors
+/// naming the option. `--proxy-protocol` and `--root-path` are for HTTP listeners only.
+fn proxy_config(
+    values: Option<&Bound<'_, pyo3::types::PyDict>>,
+    protocol: server::WireProtocol,
+) -> PyResult<std::sync::Arc<proxy::ProxyConfig>> {
+    let mut allow_ips = proxy::allow::DEFAULT_ALLOW.to_string();
+    let mut proxy_protocol = false;
+    let mut root_path = String::new();
+    for (key, value) in values.into_iter().flat_map(|v| v.iter()) {
+        let key: String = key.extract()?;
+        match key.as_str() {
+            "forwarded_allow_ips" => allow_ips = value.extract()?,
+            "proxy_protocol" => proxy_protocol = value.extract()?,
+            "root_path" => root_path = value.extract()?,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown proxy option {other:?}"
+                )))
+            }
+        }
+    }
+    let config = proxy::ProxyConfig::new(&allow_ips, proxy_protocol, &root_path)
+        .map_err(PyValueError::new_err)?;
+    if protocol != server::WireProtocol::Http {
+        if proxy_protocol {
+            return Err(PyValueError::new_err(
+                "--proxy-protocol: applies to --protocol http only (a FastCGI or uwsgi front \
+                 server passes the client's address in REMOTE_ADDR)",
+            ));
+        }
+        if !config.root_path.is_empty() {
+            return Err(PyValueError::new_err(
+                "--root-path: applies to --protocol http only (a FastCGI or uwsgi front server \
+                 sets SCRIPT_NAME itself)",
+            ));
+        }
+    }
+    Ok(std::sync::Arc::new(config))
+}
+
 /// Serves `app` on `binds` in this process until interrupted (see `tidegate.serve`).
 #[pyfunction]
-#[pyo3(signature = (app, binds, threads, access_log, log_level, protocol = "http"))]
+#[pyo3(signature = (app, binds, threads, access_log, log_level, protocol = "http", proxy = None))]
+#[allow(clippy::too_many_arguments)]
 fn serve(
     py: Python<'_>,
     app: Py<PyAny>,
@@ -108,6 +154,7 @@ fn serve(
     access_log: Option<String>,
     log_level: String,
     protocol: &str,
+    proxy: Option<&Bound<'_, pyo3::types::PyDict>>,
 ) -> PyResult<()> {
     if threads == 0 {
         return Err(PyValueError::new_err("threads must be at least 1"));
@@ -126,6 +173,7 @@ fn serve(
             bind_options: Default::default(),
             limits: Default::default(),
             static_files: None,
+            proxy: proxy_config(proxy, protocol)?,
         },
     )
 }
@@ -137,7 +185,8 @@ fn serve(
 #[pyo3(signature = (
     loader, *, binds, threads, workers, access_log, log_level, timeout, graceful_timeout,
     max_requests, max_requests_jitter, max_rss, reload, pid_file, backlog, umask, hooks,
-    limits = None, protocol = "http", static_files = None, static_cache_control = None
+    limits = None, protocol = "http", static_files = None, static_cache_control = None,
+    proxy = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn supervise(
@@ -162,6 +211,7 @@ fn supervise(
     protocol: &str,
     static_files: Option<Vec<(String, std::path::PathBuf)>>,
     static_cache_control: Option<String>,
+    proxy: Option<&Bound<'_, pyo3::types::PyDict>>,
 ) -> PyResult<i32> {
     if threads == 0 || workers == 0 {
         return Err(PyValueError::new_err(
@@ -177,9 +227,10 @@ fn supervise(
         post_request: take("post_request"),
     };
     let timeout = seconds(timeout, "timeout")?;
+    let protocol = server::WireProtocol::parse(protocol).map_err(PyValueError::new_err)?;
     let config = server::supervisor::SupervisorConfig {
         server: server::ServerConfig {
-            protocol: server::WireProtocol::parse(protocol).map_err(PyValueError::new_err)?,
+            protocol,
             binds,
             threads,
             access_log,
@@ -188,6 +239,7 @@ fn supervise(
             bind_options: server::bind::BindOptions { backlog, umask },
             limits: http_limits(limits)?,
             static_files: static_site(static_files, static_cache_control)?,
+            proxy: proxy_config(proxy, protocol)?,
         },
         workers,
         timeout: (!timeout.is_zero()).then_some(timeout),
@@ -215,6 +267,15 @@ fn check_bind(address: &str) -> PyResult<()> {
         .map_err(PyValueError::new_err)
 }
 
+/// Raises ValueError naming the option and the problem if the proxy settings (a dict as
+/// `supervise` takes it) are invalid for `protocol`.
+#[pyfunction]
+#[pyo3(signature = (proxy, protocol = "http"))]
+fn check_proxy(proxy: &Bound<'_, pyo3::types::PyDict>, protocol: &str) -> PyResult<()> {
+    let protocol = server::WireProtocol::parse(protocol).map_err(PyValueError::new_err)?;
+    proxy_config(Some(proxy), protocol).map(drop)
+}
+
 /// The extension module.
 #[pymodule]
 fn _tidegate(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -227,6 +288,7 @@ fn _tidegate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serve, m)?)?;
     m.add_function(wrap_pyfunction!(supervise, m)?)?;
     m.add_function(wrap_pyfunction!(check_bind, m)?)?;
+    m.add_function(wrap_pyfunction!(check_proxy, m)?)?;
     m.add_function(wrap_pyfunction!(run_cgi, m)?)?;
     Ok(())
 }

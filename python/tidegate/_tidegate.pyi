@@ -7,6 +7,7 @@ __all__ = [
     "FileWrapper",
     "__version__",
     "check_bind",
+    "check_proxy",
     "run_cgi",
     "serve",
     "supervise",
@@ -37,6 +38,7 @@ def serve(
     access_log: Optional[str],
     log_level: str,
     protocol: str = "http",
+    proxy: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Serve ``app`` until a signal handler raises; re-raises that exception."""
 
@@ -62,6 +64,7 @@ def supervise(
     protocol: str = "http",
     static_files: Optional[List[Tuple[str, str]]] = None,
     static_cache_control: Optional[str] = None,
+    proxy: Optional[Dict[str, Any]] = None,
 ) -> int:
     """Run the supervisor and its workers; return the exit status."""
 
@@ -70,3 +73,6 @@ def run_cgi(app: Callable[..., Any]) -> bool:
 
 def check_bind(address: str) -> None:
     """Raise ValueError naming the problem if ``address`` is not a valid bind address."""
+
+def check_proxy(proxy: Dict[str, Any], protocol: str = "http") -> None:
+    """Raise ValueError naming the option if the proxy settings are invalid for ``protocol``."""

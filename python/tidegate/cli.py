@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, List, Optional, Sequence
 
 from tidegate import DEFAULT_BIND, LOG_LEVELS, PROTOCOLS, __version__, run_cgi
-from tidegate._tidegate import check_bind, supervise
+from tidegate._tidegate import check_bind, check_proxy, supervise
 from tidegate.loader import AppLoadError, check_findable, load_app
 
 EXIT_SERVER_ERROR = 1
@@ -199,6 +199,23 @@ def build_parser() -> argparse.ArgumentParser:
     static.add_argument(
         "--static-cache-control", metavar="VALUE", default=None,
         help='Cache-Control sent with static files, e.g. "public, max-age=3600" (default: none)',
+    )
+    proxy = parser.add_argument_group("behind a proxy (HTTP)")
+    proxy.add_argument(
+        "--forwarded-allow-ips", default="127.0.0.1,::1", metavar="IPS",
+        help="comma-separated IPs and networks (10.0.0.0/8, fd00::/8) or '*' trusted to send "
+        "X-Forwarded-*/Forwarded headers and PROXY headers; from other peers those headers "
+        "are removed; unix-socket peers are always trusted (default 127.0.0.1,::1)",
+    )
+    proxy.add_argument(
+        "--proxy-protocol", action="store_true",
+        help="connections from --forwarded-allow-ips start with a PROXY protocol v1/v2 header "
+        "(HAProxy send-proxy) naming the client; without it they are closed (default off)",
+    )
+    proxy.add_argument(
+        "--root-path", default="", metavar="PATH",
+        help="the path the app is mounted under behind the proxy, e.g. /app: SCRIPT_NAME is "
+        "PATH and PATH_INFO the rest of the request path (default: none)",
     )
     parser.add_argument(
         "--chdir", metavar="DIR", help="change to DIR before loading the app (added to sys.path)"
@@ -378,6 +395,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             check_bind(bind)
         except ValueError as error:
             build_parser().error(f"argument -b/--bind: {error}")
+    proxy = None
+    if options.protocol != "cgi":
+        proxy = {
+            "forwarded_allow_ips": options.forwarded_allow_ips,
+            "proxy_protocol": options.proxy_protocol,
+            "root_path": options.root_path,
+        }
+        try:
+            check_proxy(proxy, options.protocol)
+        except ValueError as error:
+            build_parser().error(f"argument {error}")
 
     if options.chdir:
         try:
@@ -468,6 +496,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             protocol=options.protocol,
             static_files=static_mounts,
             static_cache_control=options.static_cache_control,
+            proxy=proxy,
         )
     except ValueError as error:
         if not str(error).startswith("--static"):

@@ -60,6 +60,8 @@ pub fn run(py: Python<'_>, app: Py<PyAny>) -> PyResult<bool> {
             multithread: false,
             multiprocess: true,
             run_once: true,
+            // Proxy settings apply to HTTP; a CGI request is described by its front server.
+            proxy: Default::default(),
         },
     )?;
     bridge.handle(

@@ -92,6 +92,8 @@ pub struct ConnContext {
     pub capacity: Arc<crate::server::capacity::Capacity>,
     /// `--static` mounts, answered before the app is involved.
     pub static_files: Option<Arc<crate::static_files::StaticSite>>,
+    /// `--forwarded-allow-ips`, `--proxy-protocol`, `--root-path`.
+    pub proxy: Arc<crate::proxy::ProxyConfig>,
 }
 
 impl ConnContext {

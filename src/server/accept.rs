@@ -136,7 +136,7 @@ async fn serve_accepted<S, F, Fut>(
     connections: &Arc<ConnectionCount>,
     mut accept: F,
 ) where
-    S: Socket,
+    S: Socket + crate::proxy::connection::PeekSocket,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::io::Result<(S, Peer, Arc<ListenerInfo>)>>,
 {
@@ -155,10 +155,15 @@ async fn serve_accepted<S, F, Fut>(
             // Every thread got a request while we waited: stop accepting until one is free.
             () = ctx.capacity.filled() => continue,
             accepted = accept() => match accepted {
-                Ok((stream, peer, server)) => {
+                Ok((mut stream, peer, server)) => {
                     let guard = connections.enter();
                     let ctx = Arc::clone(ctx);
                     tokio::spawn(async move {
+                        // --proxy-protocol: the header comes off the socket before any
+                        // protocol (or, later, TLS) reads it, and names the peer.
+                        let Some(peer) = proxy_header(&mut stream, peer, &ctx).await else {
+                            return drop(guard);
+                        };
                         match ctx.protocol {
                             WireProtocol::Http => {
                                 serve_connection(stream, peer, server, ctx).await;
@@ -176,6 +181,35 @@ async fn serve_accepted<S, F, Fut>(
                 Err(error) => accept_failed(&ctx.listener, error).await,
             },
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// With `--proxy-protocol`, takes the PROXY header off a new connection and returns the
+/// peer it names; `None` when the connection must be closed (the reason is logged).
+/// Without it, the peer as accepted.
+async fn proxy_header<S: crate::proxy::connection::PeekSocket>(
+    stream: &mut S,
+    peer: Peer,
+    ctx: &ConnContext,
+) -> Option<Peer> {
+    use crate::proxy::connection::{receive_header, Refusal};
+    if !ctx.proxy.proxy_protocol {
+        return Some(peer);
+    }
+    let label = match &peer {
+        Peer::Tcp(address) => address.to_string(),
+        Peer::Unix => "unix socket".to_string(),
+    };
+    match receive_header(stream, peer, &ctx.proxy.allow, ctx.limits.header_timeout).await {
+        Ok(peer) => Some(peer),
+        Err(Refusal::Warning(why)) => {
+            tracing::warn!("Closed connection from {label}: {why}");
+            None
+        }
+        Err(Refusal::Quiet(why)) => {
+            tracing::debug!("Closed connection from {label}: {why}");
+            None
         }
     }
 }

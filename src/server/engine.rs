@@ -36,6 +36,8 @@ pub struct EngineOptions {
     pub protocol: crate::server::WireProtocol,
     /// `--static` mounts answered by the engine, if any.
     pub static_files: Option<Arc<crate::static_files::StaticSite>>,
+    /// Trusted proxies, PROXY protocol, root path.
+    pub proxy: Arc<crate::proxy::ProxyConfig>,
 }
 
 /// How to stop.
@@ -78,6 +80,7 @@ impl Engine {
                 multiprocess: options.multiprocess,
                 hooks: options.hooks,
                 run_once: false,
+                proxy: Arc::clone(&options.proxy),
             },
         )?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -106,6 +109,7 @@ impl Engine {
                 limits: options.limits,
                 protocol: options.protocol,
                 static_files: options.static_files.clone(),
+                proxy: Arc::clone(&options.proxy),
             });
             runtime.spawn(accept_loop(listener, ctx, Arc::clone(&connections)));
         }

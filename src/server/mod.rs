@@ -99,6 +99,8 @@ pub struct ServerConfig {
     pub limits: crate::http::HttpLimits,
     /// `--static` mounts answered by the engine, if any.
     pub static_files: Option<Arc<crate::static_files::StaticSite>>,
+    /// Trusted proxies, PROXY protocol, root path (HTTP only).
+    pub proxy: Arc<crate::proxy::ProxyConfig>,
 }
 
 /// Raises the open-file limit to its hard maximum: every connection is a descriptor, and
@@ -200,6 +202,7 @@ pub fn serve(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<(
             limits: config.limits,
             protocol: config.protocol,
             static_files: config.static_files.clone(),
+            proxy: Arc::clone(&config.proxy),
         },
     )?;
     tracing::info!(

@@ -111,6 +111,7 @@ fn run_inner(
             limits: config.server.limits,
             protocol: config.server.protocol,
             static_files: config.server.static_files.clone(),
+            proxy: Arc::clone(&config.server.proxy),
         },
     )?;
 

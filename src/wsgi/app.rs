@@ -32,6 +32,8 @@ pub struct BridgeOptions {
     pub hooks: RequestHooks,
     /// The process serves one request and exits (the CGI gateway).
     pub run_once: bool,
+    /// Trusted proxies and root path, applied to HTTP requests' environ.
+    pub proxy: std::sync::Arc<crate::proxy::ProxyConfig>,
 }
 
 /// gunicorn-style hooks around each request, set from Python.
@@ -85,6 +87,7 @@ impl Bridge {
                 run_once: options.run_once,
                 errors,
                 file_wrapper,
+                proxy: options.proxy,
             },
         )?;
         Ok(Bridge {

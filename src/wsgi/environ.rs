@@ -18,10 +18,13 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::gateway::{CgiRequest, ListenerInfo, Peer, Protocol, RequestHead};
+use crate::proxy::forwarded::{resolve, server_view, ForwardingHeaders};
+use crate::proxy::ProxyConfig;
 
 /// The constant part of every environ of one server.
 pub struct EnvironTemplate {
     template: Py<PyDict>,
+    proxy: std::sync::Arc<ProxyConfig>,
 }
 
 /// What the template needs to know about the server.
@@ -36,6 +39,8 @@ pub struct TemplateOptions<'py> {
     pub errors: Bound<'py, PyAny>,
     /// The `wsgi.file_wrapper` callable.
     pub file_wrapper: Bound<'py, PyAny>,
+    /// Trusted proxies and root path (HTTP requests only).
+    pub proxy: std::sync::Arc<ProxyConfig>,
 }
 
 impl EnvironTemplate {
@@ -59,6 +64,7 @@ impl EnvironTemplate {
         )?;
         Ok(EnvironTemplate {
             template: dict.unbind(),
+            proxy: options.proxy,
         })
     }
 
@@ -75,14 +81,20 @@ impl EnvironTemplate {
             method_str(py, &head.method),
         )?;
         let (path, query) = split_target(&head.target);
-        let path_info = percent_decode(path);
+        let decoded_path = percent_decode(path);
+        // --root-path: SCRIPT_NAME is the prefix, PATH_INFO what follows it.
+        let root = self.proxy.root_path.as_str();
+        let path_info = crate::proxy::root_path::split(root, &decoded_path);
+        if !root.is_empty() {
+            environ.set_item(pyo3::intern!(py, "SCRIPT_NAME"), root)?;
+        }
         let raw_uri = latin1_str(py, &head.target);
         // The common target `/path` with no query and no escapes is its own PATH_INFO: one
         // str serves both keys.
         let path_info = if *path_info == *head.target {
             raw_uri.clone()
         } else {
-            latin1_str(py, &path_info)
+            latin1_str(py, path_info)
         };
         environ.set_item(pyo3::intern!(py, "PATH_INFO"), path_info)?;
         let query = if query.is_empty() {
@@ -124,15 +136,78 @@ impl EnvironTemplate {
                 environ.set_item(pyo3::intern!(py, "REMOTE_ADDR"), pyo3::intern!(py, ""))?;
             }
         }
-        for (key, value) in merged_headers(&head.headers) {
-            let key = match common_key(py, &key) {
+        // Forwarding headers count only from a trusted peer; from any other they are
+        // dropped, so the app cannot be fooled by a client writing them itself.
+        let trusted = self.proxy.allow.allows_peer(&head.peer);
+        let merged = merged_headers(&head.headers);
+        let mut forwarding = ForwardingHeaders::default();
+        let mut request_host = None;
+        for (key, value) in &merged {
+            if ForwardingHeaders::is_forwarding_key(key) {
+                if !trusted {
+                    continue;
+                }
+                forwarding.record(key, value);
+            } else if key == "HTTP_HOST" {
+                request_host = Some(value.as_ref());
+            }
+            let key = match common_key(py, key) {
                 Some(key) => key,
-                None => PyString::new(py, &key),
+                None => PyString::new(py, key),
             };
-            environ.set_item(key, latin1_str(py, &value))?;
+            environ.set_item(key, latin1_str(py, value))?;
+        }
+        if trusted {
+            self.apply_forwarding(py, &environ, &forwarding, request_host, head)?;
         }
         environ.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
         Ok(environ)
+    }
+
+    /// Applies what trusted proxies say (`crate::proxy::forwarded`) over what the
+    /// connection says: `REMOTE_ADDR`/`REMOTE_PORT`, `wsgi.url_scheme`, `HTTP_HOST`,
+    /// `SERVER_NAME` and `SERVER_PORT`.
+    fn apply_forwarding(
+        &self,
+        py: Python<'_>,
+        environ: &Bound<'_, PyDict>,
+        headers: &ForwardingHeaders<'_>,
+        request_host: Option<&[u8]>,
+        head: &RequestHead,
+    ) -> PyResult<()> {
+        let forwarding = resolve(headers, &self.proxy.allow);
+        if let Some(client) = forwarding.client {
+            let mut text = StackText::new();
+            let _ = write!(text, "{}", client.ip);
+            environ.set_item(pyo3::intern!(py, "REMOTE_ADDR"), text.as_py(py))?;
+            match client.port {
+                Some(port) => {
+                    let mut text = StackText::new();
+                    let _ = write!(text, "{port}");
+                    environ.set_item(pyo3::intern!(py, "REMOTE_PORT"), text.as_py(py))?;
+                }
+                // The proxy's own port would be wrong next to the client's address.
+                None => {
+                    if environ.contains(pyo3::intern!(py, "REMOTE_PORT"))? {
+                        environ.del_item(pyo3::intern!(py, "REMOTE_PORT"))?;
+                    }
+                }
+            }
+        }
+        let request_host = request_host.and_then(|h| std::str::from_utf8(h).ok());
+        if let Some(view) = server_view(&forwarding, head.listener.url_scheme, request_host) {
+            environ.set_item(pyo3::intern!(py, "wsgi.url_scheme"), view.scheme)?;
+            if let Some(host) = view.http_host {
+                environ.set_item(pyo3::intern!(py, "HTTP_HOST"), host)?;
+            }
+            if let Some(name) = view.server_name {
+                environ.set_item(pyo3::intern!(py, "SERVER_NAME"), name)?;
+            }
+            let mut text = StackText::new();
+            let _ = write!(text, "{}", view.server_port);
+            environ.set_item(pyo3::intern!(py, "SERVER_PORT"), text.as_py(py))?;
+        }
+        Ok(())
     }
 }
 
