@@ -29,8 +29,10 @@ pub mod cgi;
 pub mod fastcgi;
 pub mod gateway;
 pub mod http;
+pub mod http2;
 pub mod logging;
 pub mod server;
+pub mod tls;
 pub mod uwsgi;
 pub mod wsgi;
 
@@ -69,6 +71,8 @@ fn http_limits(values: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<http
             "body_timeout" => limits.body_timeout = seconds(value.extract()?, &key)?,
             "write_timeout" => limits.write_timeout = seconds(value.extract()?, &key)?,
             "max_connections" => limits.max_connections = value.extract()?,
+            // Read by http2_settings.
+            "http2_max_concurrent_streams" | "http2_initial_window_size" => {}
             other => return Err(PyValueError::new_err(format!("unknown limit {other:?}"))),
         }
     }
@@ -78,6 +82,65 @@ fn http_limits(values: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<http
         ));
     }
     Ok(limits)
+}
+
+/// Reads `--http` and the HTTP/2 bounds (`http2_*` keys of the limits dict).
+fn http2_settings(
+    http: &str,
+    values: Option<&Bound<'_, pyo3::types::PyDict>>,
+) -> PyResult<http2::Http2Settings> {
+    let mut settings = http2::Http2Settings {
+        versions: http2::HttpVersions::parse(http).map_err(PyValueError::new_err)?,
+        ..Default::default()
+    };
+    if let Some(values) = values {
+        if let Some(value) = values.get_item("http2_max_concurrent_streams")? {
+            settings.max_concurrent_streams = value.extract()?;
+        }
+        if let Some(value) = values.get_item("http2_initial_window_size")? {
+            settings.initial_window_size = value.extract()?;
+        }
+    }
+    settings.validate().map_err(PyValueError::new_err)?;
+    Ok(settings)
+}
+
+/// Reads the TLS options from a dict with `certfile`, `keyfile`, `ca_certs` and
+/// `cert_reqs` (`None`: no TLS).
+fn tls_settings(
+    values: Option<&Bound<'_, pyo3::types::PyDict>>,
+) -> PyResult<Option<tls::TlsSettings>> {
+    let Some(values) = values else {
+        return Ok(None);
+    };
+    let path = |key: &str| -> PyResult<Option<std::path::PathBuf>> {
+        match values.get_item(key)? {
+            Some(value) if !value.is_none() => Ok(Some(value.extract()?)),
+            _ => Ok(None),
+        }
+    };
+    let (certfile, keyfile) = match (path("certfile")?, path("keyfile")?) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => return Ok(None),
+        _ => {
+            return Err(PyValueError::new_err(
+                "--certfile and --keyfile go together",
+            ))
+        }
+    };
+    let client_auth = match values.get_item("cert_reqs")? {
+        Some(value) if !value.is_none() => {
+            let text: String = value.str()?.extract()?;
+            tls::ClientAuth::parse(&text).map_err(PyValueError::new_err)?
+        }
+        _ => tls::ClientAuth::None,
+    };
+    Ok(Some(tls::TlsSettings {
+        certfile,
+        keyfile,
+        ca_certs: path("ca_certs")?,
+        client_auth,
+    }))
 }
 
 /// Serves `app` on `binds` in this process until interrupted (see `tidegate.serve`).
@@ -108,6 +171,8 @@ fn serve(
             graceful_timeout: GRACEFUL_TIMEOUT,
             bind_options: Default::default(),
             limits: Default::default(),
+            tls: None,
+            http2: Default::default(),
         },
     )
 }
@@ -119,7 +184,7 @@ fn serve(
 #[pyo3(signature = (
     loader, *, binds, threads, workers, access_log, log_level, timeout, graceful_timeout,
     max_requests, max_requests_jitter, max_rss, reload, pid_file, backlog, umask, hooks,
-    limits = None, protocol = "http"
+    limits = None, protocol = "http", tls = None, http = "auto"
 ))]
 #[allow(clippy::too_many_arguments)]
 fn supervise(
@@ -142,6 +207,8 @@ fn supervise(
     hooks: std::collections::HashMap<String, Option<Py<PyAny>>>,
     limits: Option<&Bound<'_, pyo3::types::PyDict>>,
     protocol: &str,
+    tls: Option<&Bound<'_, pyo3::types::PyDict>>,
+    http: &str,
 ) -> PyResult<i32> {
     if threads == 0 || workers == 0 {
         return Err(PyValueError::new_err(
@@ -167,6 +234,8 @@ fn supervise(
             graceful_timeout: seconds(graceful_timeout, "graceful_timeout")?,
             bind_options: server::bind::BindOptions { backlog, umask },
             limits: http_limits(limits)?,
+            tls: tls_settings(tls)?,
+            http2: http2_settings(http, limits)?,
         },
         workers,
         timeout: (!timeout.is_zero()).then_some(timeout),

@@ -60,6 +60,8 @@ def supervise(
     hooks: Dict[str, Optional[Callable[..., Any]]],
     limits: Optional[Dict[str, float]] = None,
     protocol: str = "http",
+    tls: Optional[Dict[str, Optional[str]]] = None,
+    http: str = "auto",
 ) -> int:
     """Run the supervisor and its workers; return the exit status."""
 

@@ -90,6 +90,10 @@ pub struct ConnContext {
     pub protocol: crate::server::WireProtocol,
     /// Requests in flight, for backpressure on accept.
     pub capacity: Arc<crate::server::capacity::Capacity>,
+    /// TLS for every connection of this listener, when `--certfile` is given.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Which HTTP versions are spoken, and the HTTP/2 bounds.
+    pub http2: crate::http2::Http2Settings,
 }
 
 impl ConnContext {

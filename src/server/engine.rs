@@ -34,6 +34,10 @@ pub struct EngineOptions {
     pub limits: crate::http::HttpLimits,
     /// What the listeners speak.
     pub protocol: crate::server::WireProtocol,
+    /// TLS for every listener (loaded by this process from the files).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// HTTP versions and HTTP/2 bounds.
+    pub http2: crate::http2::Http2Settings,
 }
 
 /// How to stop.
@@ -103,6 +107,8 @@ impl Engine {
                 capacity: Arc::clone(&capacity),
                 limits: options.limits,
                 protocol: options.protocol,
+                tls: options.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+                http2: options.http2,
             });
             runtime.spawn(accept_loop(listener, ctx, Arc::clone(&connections)));
         }

@@ -97,6 +97,23 @@ pub struct ServerConfig {
     pub bind_options: BindOptions,
     /// HTTP limits and timeouts.
     pub limits: crate::http::HttpLimits,
+    /// `--certfile`, `--keyfile`, `--ca-certs`, `--cert-reqs`: TLS on every listener.
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// `--http` and the HTTP/2 bounds.
+    pub http2: crate::http2::Http2Settings,
+}
+
+impl ServerConfig {
+    /// Reads the TLS files into a configuration (`None` without TLS). The error names the
+    /// file and the problem.
+    pub fn load_tls(&self) -> PyResult<Option<Arc<rustls::ServerConfig>>> {
+        let Some(settings) = &self.tls else {
+            return Ok(None);
+        };
+        crate::tls::load(settings, self.http2.versions.alpn())
+            .map(Some)
+            .map_err(PyOSError::new_err)
+    }
 }
 
 /// Raises the open-file limit to its hard maximum: every connection is a descriptor, and
@@ -175,8 +192,10 @@ pub fn serve(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<(
     crate::logging::init(&config.log_level).map_err(PyValueError::new_err)?;
     raise_open_file_limit();
     limit_malloc_arenas();
+    let tls = config.load_tls()?;
     let mut listeners = open_listeners(py, &config)?;
     label_listeners(&mut listeners, config.protocol);
+    crate::tls::label_listeners(&mut listeners, tls.is_some());
     let unix_paths = socket_paths(&listeners);
     tracing::info!("Starting tidegate {}", env!("CARGO_PKG_VERSION"));
     for (_, info) in &listeners {
@@ -197,6 +216,8 @@ pub fn serve(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<(
             access_log: config.access_log.clone(),
             limits: config.limits,
             protocol: config.protocol,
+            tls,
+            http2: config.http2,
         },
     )?;
     tracing::info!(

@@ -82,6 +82,8 @@ fn run_inner(
         post_fork.bind(py).call1((worker.clone_ref(py),))?;
     }
     let app = loader.bind(py).call0()?.unbind();
+    // Read fresh in every worker: a HUP after the files were replaced serves the new ones.
+    let tls = config.server.load_tls()?;
 
     let (retire_tx, retire_rx) = std::sync::mpsc::channel();
     let monitor = Monitor::new(
@@ -110,6 +112,8 @@ fn run_inner(
             access_log: config.server.access_log.clone(),
             limits: config.server.limits,
             protocol: config.server.protocol,
+            tls,
+            http2: config.server.http2,
         },
     )?;
 

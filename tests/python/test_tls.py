@@ -1,0 +1,234 @@
+"""TLS (HTTP/1.1 over rustls) and HTTP/2 (ALPN h2, cleartext h2c) end to end, with real
+clients: Python's ssl/http.client, curl and h2load. Certificates are made at test time with
+the openssl command (a test CA, server certificates with PKCS#8, PKCS#1 and SEC1 keys, and
+client certificates)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import APPS_DIR, server_env, tidegate_command
+
+APP = "tls_apps:router"
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl command not installed")
+needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+needs_h2load = pytest.mark.skipif(
+    shutil.which("h2load") is None, reason="h2load (Debian nghttp2-client) not installed"
+)
+pytestmark = needs_openssl
+
+
+def openssl(cwd: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=str(cwd), check=True, capture_output=True, timeout=60)
+
+
+class Pki:
+    """A test CA that signs server and client certificates."""
+
+    def __init__(self, root: Path, name: str = "ca"):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.ca = root / f"{name}.pem"
+        self.ca_key = root / f"{name}.key"
+        openssl(root, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.ca_key.name,
+                "-out", self.ca.name, "-days", "2", "-subj", f"/CN=tidegate test {name}")
+
+    def issue(self, name: str, key_form: str = "pkcs8", client: bool = False):
+        key, cert = self.root / f"{name}.key", self.root / f"{name}.pem"
+        if key_form == "pkcs8":
+            openssl(self.root, "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                    "-out", key.name)
+        elif key_form == "pkcs1":
+            openssl(self.root, "genrsa", "-traditional", "-out", key.name, "2048")
+        else:
+            openssl(self.root, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key.name)
+        ext = self.root / f"{name}.ext"
+        usage = "clientAuth" if client else "serverAuth"
+        ext.write_text(f"subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage={usage}\n")
+        openssl(self.root, "req", "-new", "-key", key.name, "-subj", f"/CN={name}", "-out", f"{name}.csr")
+        openssl(self.root, "x509", "-req", "-in", f"{name}.csr", "-CA", self.ca.name, "-CAkey",
+                self.ca_key.name, "-CAcreateserial", "-days", "2", "-out", cert.name, "-extfile", ext.name)
+        return cert, key
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pki")
+    pki = Pki(root)
+    pki.server = pki.issue("server")
+    pki.client = pki.issue("client", client=True)
+    return pki
+
+
+def tls_options(pki, *extra):
+    cert, key = pki.server
+    return ("--certfile", str(cert), "--keyfile", str(key), *extra)
+
+
+def client_context(pki, cert=None):
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    if cert is not None:
+        context.load_cert_chain(str(cert[0]), str(cert[1]))
+    return context
+
+
+def https(server, pki, context=None):
+    return http.client.HTTPSConnection(server.host, server.port, timeout=10,
+                                       context=context or client_context(pki))
+
+
+def get_json(conn, path="/env"):
+    conn.request("GET", path)
+    response = conn.getresponse()
+    assert response.status == 200
+    return json.loads(response.read())
+
+
+def curl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "-sS", "--max-time", str(timeout), *args],
+                          capture_output=True, timeout=timeout + 5)
+
+
+# --- TLS with HTTP/1.1 -------------------------------------------------------------------
+
+
+def test_https_with_http_client(server_factory, pki):
+    server = server_factory(APP, *tls_options(pki), "--threads", "2", "--access-log")
+    assert server.url.startswith("https://")
+    conn = https(server, pki)
+    environ = get_json(conn)
+    assert environ["wsgi.url_scheme"] == "https"
+    assert environ["SERVER_PROTOCOL"] == "HTTP/1.1"
+    # Keep-alive: the same TLS connection serves a second request and an upload.
+    sock = conn.sock
+    body = os.urandom(300_000)
+    conn.request("POST", "/upload", body=body)
+    response = conn.getresponse()
+    assert response.read().decode() == f"{len(body)} {hashlib.sha256(body).hexdigest()}"
+    assert conn.sock is sock
+    assert conn.sock.version() in ("TLSv1.3", "TLSv1.2")
+    conn.close()
+    server.wait_for_log(r"Listening at: https://127\.0\.0\.1:\d+")
+    assert '"POST /upload HTTP/1.1" 200' in server.stdout
+
+
+def test_tls12_is_accepted(server_factory, pki):
+    server = server_factory(APP, *tls_options(pki))
+    context = client_context(pki)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    conn = https(server, pki, context)
+    assert get_json(conn)["wsgi.url_scheme"] == "https"
+    assert conn.sock.version() == "TLSv1.2"
+    conn.close()
+
+
+def test_file_wrapper_and_streaming_over_tls(server_factory, pki, tmp_path):
+    data = os.urandom(1_500_000)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    server = server_factory(APP, *tls_options(pki))
+    conn = https(server, pki)
+    conn.request("GET", f"/file?path={path}")
+    assert conn.getresponse().read() == data
+    conn.request("GET", "/stream?chunks=30&size=50000")
+    body = conn.getresponse().read()
+    assert len(body) == 30 * 50000 and body[:1] == b"A" and body[-1:] == b"D"
+    conn.close()
+
+
+@pytest.mark.parametrize("key_form", ["pkcs8", "pkcs1", "sec1"])
+def test_key_forms(server_factory, pki, key_form):
+    cert, key = pki.issue(f"server-{key_form}", key_form)
+    header = {"pkcs8": b"BEGIN PRIVATE KEY", "pkcs1": b"BEGIN RSA PRIVATE KEY",
+              "sec1": b"BEGIN EC PRIVATE KEY"}[key_form]
+    assert header in key.read_bytes()
+    server = server_factory(APP, "--certfile", str(cert), "--keyfile", str(key))
+    conn = https(server, pki)
+    assert get_json(conn)["wsgi.url_scheme"] == "https"
+    conn.close()
+
+
+def start_failure(*options: str) -> subprocess.CompletedProcess:
+    return subprocess.run(tidegate_command("--bind", "127.0.0.1:0", *options, APP),
+                          cwd=str(APPS_DIR), env=server_env(), capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_bad_certificate_and_key_files_stop_start_up(pki, tmp_path):
+    cert, key = pki.server
+    other_cert, other_key = pki.client
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("this is not a certificate\n")
+    missing = tmp_path / "missing.pem"
+    cases = [
+        (("--certfile", str(missing), "--keyfile", str(key)), f"--certfile {missing}: no such file"),
+        (("--certfile", str(garbage), "--keyfile", str(key)), f"--certfile {garbage}: no certificate"),
+        (("--certfile", str(cert), "--keyfile", str(cert)), f"--keyfile {cert}: no private key"),
+        (("--certfile", str(cert), "--keyfile", str(other_key)),
+         f"--keyfile {other_key}: the private key does not match the certificate in --certfile {cert}"),
+        (("--certfile", str(cert), "--keyfile", str(key), "--ca-certs", str(garbage), "--cert-reqs", "required"),
+         f"--ca-certs {garbage}: no certificate"),
+    ]
+    for options, message in cases:
+        result = start_failure(*options)
+        assert result.returncode == 1, (options, result.stderr)
+        assert f"tidegate: error: {message}" in result.stderr, result.stderr
+        assert "Booting worker" not in result.stderr
+
+
+def test_tls_option_errors(pki):
+    cert, key = pki.server
+    for options, message in [
+        (("--certfile", str(cert)), "TLS needs both --certfile and --keyfile"),
+        (("--ca-certs", str(pki.ca)), "--ca-certs: needs --certfile and --keyfile"),
+        (("--certfile", str(cert), "--keyfile", str(key), "--cert-reqs", "required"),
+         "required needs --ca-certs"),
+        (("--http", "3"), "argument --http: invalid choice"),
+        (("--http2-initial-window-size", "10"), "outside 65535..2147483647"),
+        (("--http2-max-concurrent-streams", "0"), "--http2-max-concurrent-streams"),
+    ]:
+        result = start_failure(*options)
+        assert result.returncode == 2, (options, result.stderr)
+        assert message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("cert_reqs", ["required", "optional", "none"])
+def test_client_certificates(server_factory, pki, cert_reqs, tmp_path):
+    server = server_factory(APP, *tls_options(pki, "--ca-certs", str(pki.ca), "--cert-reqs", cert_reqs),
+                            "--log-level", "debug")
+    # With a certificate from the CA: always served.
+    conn = https(server, pki, client_context(pki, pki.client))
+    assert get_json(conn)["wsgi.url_scheme"] == "https"
+    conn.close()
+    # Without one: refused only when required.
+    conn = https(server, pki)
+    if cert_reqs == "required":
+        with pytest.raises(OSError):
+            get_json(conn)
+        server.wait_for_log("TLS handshake with .* failed")
+    else:
+        assert get_json(conn)["wsgi.url_scheme"] == "https"
+    conn.close()
+    # A certificate from another CA is refused whenever one is asked for.
+    stranger = Pki(tmp_path / "other", "other-ca").issue("stranger", client=True)
+    conn = https(server, pki, client_context(pki, stranger))
+    if cert_reqs == "none":
+        assert get_json(conn)["wsgi.url_scheme"] == "https"
+    else:
+        with pytest.raises(OSError):
+            get_json(conn)
+    conn.close()
