@@ -232,3 +232,148 @@ def test_client_certificates(server_factory, pki, cert_reqs, tmp_path):
         with pytest.raises(OSError):
             get_json(conn)
     conn.close()
+
+
+# --- HTTP/2 -----------------------------------------------------------------------------
+
+
+def h2c_url(server, path="/env"):
+    return f"http://{server.host}:{server.port}{path}"
+
+
+def tls_url(server, path="/env"):
+    return f"https://{server.host}:{server.port}{path}"
+
+
+@needs_curl
+def test_h2_over_tls_by_alpn(server_factory, pki):
+    server = server_factory(APP, *tls_options(pki), "--access-log")
+    result = curl("--http2", "--cacert", str(pki.ca), "-w", "\n%{http_version}", tls_url(server, "/env?x=1"))
+    assert result.returncode == 0, result.stderr
+    body, version = result.stdout.decode().rsplit("\n", 1)
+    assert version == "2"
+    environ = json.loads(body)
+    assert environ["SERVER_PROTOCOL"] == "HTTP/2"
+    assert environ["wsgi.url_scheme"] == "https"
+    assert environ["HTTP_HOST"] == f"127.0.0.1:{server.port}"
+    assert environ["QUERY_STRING"] == "x=1"
+    # HTTP/1.1 clients are still served on the same listener.
+    result = curl("--http1.1", "--cacert", str(pki.ca), "-w", "\n%{http_version}", tls_url(server))
+    assert result.stdout.decode().rsplit("\n", 1)[1] == "1.1"
+    deadline = time.monotonic() + 5
+    while '"GET /env?x=1 HTTP/2" 200' not in server.stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert '"GET /env?x=1 HTTP/2" 200' in server.stdout
+
+
+@needs_curl
+def test_http_1_never_speaks_h2(server_factory, pki):
+    server = server_factory(APP, *tls_options(pki, "--http", "1"))
+    result = curl("--http2", "--cacert", str(pki.ca), "-w", "\n%{http_version}", tls_url(server))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().rsplit("\n", 1)[1] == "1.1"
+    result = curl("--http2-prior-knowledge", h2c_url(server))
+    assert result.returncode != 0
+
+
+@needs_curl
+def test_h2c_prior_knowledge_and_http1_on_one_port(server_factory):
+    server = server_factory(APP)
+    result = curl("--http2-prior-knowledge", "-w", "\n%{http_version}", h2c_url(server))
+    assert result.returncode == 0, result.stderr
+    body, version = result.stdout.decode().rsplit("\n", 1)
+    assert version == "2"
+    environ = json.loads(body)
+    assert environ["SERVER_PROTOCOL"] == "HTTP/2"
+    assert environ["wsgi.url_scheme"] == "http"
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    assert get_json(conn)["SERVER_PROTOCOL"] == "HTTP/1.1"
+    conn.close()
+
+
+@needs_curl
+def test_http_2_only_on_cleartext(server_factory):
+    server = server_factory(APP, "--http", "2")
+    result = curl("--http2-prior-knowledge", "-w", "\n%{http_version}", h2c_url(server))
+    assert result.stdout.decode().rsplit("\n", 1)[1] == "2", result.stderr
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    with pytest.raises((OSError, http.client.HTTPException)):
+        get_json(conn)
+    conn.close()
+
+
+@needs_curl
+def test_h2_streamed_upload_and_response(server_factory, tmp_path):
+    # Bigger than the stream window (64 KiB here): the upload only completes if the server
+    # releases flow-control capacity as the app reads.
+    server = server_factory(APP, "--http2-initial-window-size", "65535")
+    data = os.urandom(3_000_000)
+    upload = tmp_path / "upload"
+    upload.write_bytes(data)
+    result = curl("--http2-prior-knowledge", "--data-binary", f"@{upload}", "-H",
+                  "Content-Type: application/octet-stream", h2c_url(server, "/upload"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode() == f"{len(data)} {hashlib.sha256(data).hexdigest()}"
+    # Chunked-style upload (no content-length).
+    result = curl("--http2-prior-knowledge", "-T", str(upload), "-X", "POST", "-H",
+                  "Transfer-Encoding:", h2c_url(server, "/upload"))
+    assert result.stdout.decode() == f"{len(data)} {hashlib.sha256(data).hexdigest()}", result.stderr
+    # A streamed response bigger than the client's window.
+    out = tmp_path / "out"
+    result = curl("--http2-prior-knowledge", "-o", str(out), h2c_url(server, "/stream?chunks=64&size=65536"))
+    assert result.returncode == 0, result.stderr
+    body = out.read_bytes()
+    assert len(body) == 64 * 65536
+    assert body[:65536] == b"A" * 65536 and body[-1:] == bytes([65 + 63 % 26])
+
+
+@needs_curl
+def test_h2_file_wrapper_head_errors_and_hop_by_hop(server_factory, pki, tmp_path):
+    data = os.urandom(700_000)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    server = server_factory(APP, *tls_options(pki))
+    out = tmp_path / "out"
+    result = curl("--http2", "--cacert", str(pki.ca), "-o", str(out), tls_url(server, f"/file?path={path}"))
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == data
+    # HEAD: the GET headers, no body.
+    result = curl("--http2", "--cacert", str(pki.ca), "-I", tls_url(server))
+    head = result.stdout.decode().lower()
+    assert head.startswith("http/2 200") and "content-length:" in head, head
+    # An app error is a 500.
+    result = curl("--http2", "--cacert", str(pki.ca), "-w", "%{http_code}", "-o", "/dev/null",
+                  tls_url(server, "/boom"))
+    assert result.stdout.decode() == "500"
+    server.wait_for_log("ValueError: boom")
+    # Hop-by-hop fields from the app are dropped; the others kept.
+    result = curl("--http2", "--cacert", str(pki.ca), "-D", "-", "-o", "/dev/null", tls_url(server, "/hop"))
+    head = result.stdout.decode().lower()
+    assert result.returncode == 0, result.stderr
+    assert "x-kept: yes" in head
+    assert "connection:" not in head and "keep-alive:" not in head
+
+
+@needs_curl
+def test_h2_header_limits(server_factory):
+    server = server_factory(APP, "--limit-request-field-size", "100")
+    result = curl("--http2-prior-knowledge", "-H", "X-Big: " + "a" * 200, "-w", "%{http_code}",
+                  "-o", "/dev/null", h2c_url(server))
+    assert result.stdout.decode() == "431"
+    result = curl("--http2-prior-knowledge", "-H", "X-Small: a", "-w", "%{http_code}",
+                  "-o", "/dev/null", h2c_url(server))
+    assert result.stdout.decode() == "200"
+
+
+@needs_h2load
+@pytest.mark.parametrize("tls", [True, False], ids=["h2", "h2c"])
+def test_h2load_concurrent_streams(server_factory, pki, tls):
+    options = tls_options(pki) if tls else ()
+    server = server_factory(APP, *options, "--threads", "4", "--http2-max-concurrent-streams", "10")
+    url = (tls_url if tls else h2c_url)(server)
+    result = subprocess.run(["h2load", "-n", "2000", "-c", "4", "-m", "10", url],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed",
+                     result.stdout), result.stdout
+    assert "status codes: 2000 2xx" in result.stdout
