@@ -377,3 +377,62 @@ def test_h2load_concurrent_streams(server_factory, pki, tls):
     assert re.search(r"requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed",
                      result.stdout), result.stdout
     assert "status codes: 2000 2xx" in result.stdout
+
+
+# --- Certificates reloaded on HUP -------------------------------------------------------
+
+
+def peer_der(conn) -> bytes:
+    return conn.sock.getpeercert(binary_form=True)
+
+
+def pem_der(path: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(path.read_text())
+
+
+def replace_file(source: Path, target: Path) -> None:
+    temporary = target.with_suffix(".new")
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+
+
+def test_hup_reloads_certificates_without_dropping_connections(server_factory, pki, tmp_path):
+    first, second = pki.issue("reload-a"), pki.issue("reload-b", "sec1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    replace_file(first[0], cert)
+    replace_file(first[1], key)
+    server = server_factory(APP, "--certfile", str(cert), "--keyfile", str(key), "--threads", "2")
+    server.worker_pids(1)
+    old = https(server, pki)
+    assert get_json(old)["wsgi.url_scheme"] == "https"
+    assert peer_der(old) == pem_der(first[0])
+    # A request in flight on the old keep-alive connection while the files change and HUP
+    # starts new workers.
+    old.request("GET", "/slow?sleep=2")
+    time.sleep(0.3)
+    replace_file(second[0], cert)
+    replace_file(second[1], key)
+    os.kill(server.pid, signal.SIGHUP)
+    server.wait_for_log("Reload complete: 1 old worker draining", timeout=15)
+    time.sleep(0.5)  # the old worker closes its listening socket on SIGTERM
+    new = https(server, pki)
+    new.connect()
+    assert peer_der(new) == pem_der(second[0])
+    assert get_json(new)["wsgi.url_scheme"] == "https"
+    new.close()
+    response = old.getresponse()
+    assert response.status == 200 and response.read() == b"slept"
+    old.close()
+
+    # A broken certificate: the reload is refused, the running workers keep serving.
+    cert.write_text("broken\n")
+    os.kill(server.pid, signal.SIGHUP)
+    server.wait_for_log(r"SIGHUP: not reloading, the running workers keep serving: "
+                        rf"--certfile {re.escape(str(cert))}: no certificate")
+    time.sleep(0.5)
+    assert server.process.poll() is None
+    again = https(server, pki)
+    again.connect()
+    assert peer_der(again) == pem_der(second[0])
+    assert get_json(again)["SERVER_PROTOCOL"] == "HTTP/1.1"
+    again.close()
