@@ -287,8 +287,11 @@ def _window_size(text: str) -> int:
     return value
 
 
-def _tls_options(parser: "argparse.ArgumentParser", options: "argparse.Namespace") -> Optional[dict]:
-    """The TLS settings for the engine, after the checks argparse cannot make alone."""
+def _tls_options(
+    parser: "argparse.ArgumentParser", options: "argparse.Namespace", base: str
+) -> Optional[dict]:
+    """The TLS settings for the engine, after the checks argparse cannot make alone; relative
+    paths are taken from ``base``."""
     if options.certfile is None and options.keyfile is None:
         if options.ca_certs is not None:
             parser.error("argument --ca-certs: needs --certfile and --keyfile (TLS)")
@@ -306,9 +309,9 @@ def _tls_options(parser: "argparse.ArgumentParser", options: "argparse.Namespace
             "client certificates against"
         )
     return {
-        "certfile": os.path.abspath(options.certfile),
-        "keyfile": os.path.abspath(options.keyfile),
-        "ca_certs": os.path.abspath(options.ca_certs) if options.ca_certs else None,
+        "certfile": os.path.join(base, options.certfile),
+        "keyfile": os.path.join(base, options.keyfile),
+        "ca_certs": os.path.join(base, options.ca_certs) if options.ca_certs else None,
         "cert_reqs": options.cert_reqs,
     }
 
@@ -390,8 +393,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             check_bind(bind)
         except ValueError as error:
             build_parser().error(f"argument -b/--bind: {error}")
-    # Before --chdir: relative certificate paths are relative to where the command runs.
-    tls = _tls_options(build_parser(), options)
+    # Relative certificate paths are relative to where the command runs, not --chdir.
+    launch_dir = os.getcwd()
 
     if options.chdir:
         try:
@@ -422,6 +425,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from tidegate._process import load_hooks
 
     parser = build_parser()
+    tls = _tls_options(parser, options, launch_dir)
     if options.reload and options.preload:
         parser.error("--reload cannot be used with --preload (a preloaded app cannot be re-imported)")
 

@@ -436,3 +436,37 @@ def test_hup_reloads_certificates_without_dropping_connections(server_factory, p
     assert peer_der(again) == pem_der(second[0])
     assert get_json(again)["SERVER_PROTOCOL"] == "HTTP/1.1"
     again.close()
+
+
+@needs_curl
+@pytest.mark.allow_log
+def test_h2_timeout_answers_504(server_factory):
+    server = server_factory(APP, "--timeout", "1")
+    result = curl("--http2-prior-knowledge", "-w", "%{http_code}", "-o", "/dev/null",
+                  h2c_url(server, "/slow?sleep=4"))
+    assert result.stdout.decode() == "504", result.stderr
+    server.wait_for_log("WORKER TIMEOUT")
+
+
+@needs_curl
+def test_h2_graceful_stop_finishes_open_streams(server_factory):
+    server = server_factory(APP)
+    client = subprocess.Popen(["curl", "-sS", "--http2-prior-knowledge", "--max-time", "20",
+                               "-w", " %{http_code}", h2c_url(server, "/slow?sleep=1.5")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server.wait_for_log("Worker .* is ready")
+    time.sleep(0.5)
+    assert server.stop(signal.SIGTERM) == 0
+    out, err = client.communicate(timeout=20)
+    assert out.decode() == "slept 200", err
+
+
+def test_relative_paths_are_taken_from_where_the_command_runs(server_factory, pki, tmp_path):
+    cert, key = pki.server
+    shutil.copyfile(cert, tmp_path / "cert.pem")
+    shutil.copyfile(key, tmp_path / "key.pem")
+    server = server_factory(APP, "--chdir", str(APPS_DIR), "--certfile", "cert.pem",
+                            "--keyfile", "key.pem", cwd=tmp_path)
+    conn = https(server, pki)
+    assert get_json(conn)["wsgi.url_scheme"] == "https"
+    conn.close()
