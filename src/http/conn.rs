@@ -30,7 +30,7 @@ use crate::http::ConnContext;
 use crate::logging::AccessEntry;
 
 /// How long an idle connection waits for a last request while the server stops.
-const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
+pub const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
 /// How much unread request body is discarded to keep a connection alive.
 const DRAIN_LIMIT: u64 = 256 * 1024;
 /// How long discarding unread request body may take.

@@ -10,6 +10,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
+use crate::http::conn::SHUTDOWN_LINGER;
 use crate::http2::PREFACE;
 
 /// What the first bytes of a connection say.
@@ -31,8 +32,15 @@ pub async fn sniff<S: AsyncRead + Unpin>(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Sniffed {
     let mut buf = BytesMut::with_capacity(8 * 1024);
-    let deadline = tokio::time::Instant::now() + timeout;
+    let mut deadline = tokio::time::Instant::now() + timeout;
+    let mut stopping = false;
     loop {
+        // While the server stops, a connection that has sent nothing yet lingers briefly
+        // (as the HTTP/1.1 loop does): its first request may be on its way.
+        if !stopping && *shutdown.borrow_and_update() {
+            stopping = true;
+            deadline = deadline.min(tokio::time::Instant::now() + SHUTDOWN_LINGER);
+        }
         let matched = buf.len().min(PREFACE.len());
         if buf[..matched] != PREFACE[..matched] {
             return Sniffed::Http1(buf);
@@ -45,7 +53,12 @@ pub async fn sniff<S: AsyncRead + Unpin>(
             () = tokio::time::sleep_until(deadline) => {
                 return if buf.is_empty() { Sniffed::Closed } else { Sniffed::Http1(buf) };
             }
-            _ = shutdown.changed(), if buf.is_empty() => return Sniffed::Closed,
+            changed = shutdown.changed(), if !stopping => {
+                if changed.is_err() {
+                    return Sniffed::Closed;
+                }
+                continue;
+            }
         };
         match read {
             Ok(0) | Err(_) => return Sniffed::Closed,
@@ -142,6 +155,28 @@ mod tests {
             Sniffed::Http1(_)
         ));
         assert!(matches!(sniff_bytes(b"").await, Sniffed::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_stop_lets_a_request_on_its_way_arrive() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        let (_tx, mut rx) = watch::channel(true);
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+            client
+        });
+        let sniffed = sniff(&mut server, Duration::from_secs(10), &mut rx).await;
+        assert!(matches!(sniffed, Sniffed::Http1(_)));
+        let _client = late.await.unwrap();
+        // Nothing comes: the linger, not --header-timeout, ends the wait.
+        let started = std::time::Instant::now();
+        let (_quiet_client, mut quiet) = tokio::io::duplex(1024);
+        assert!(matches!(
+            sniff(&mut quiet, Duration::from_secs(10), &mut rx).await,
+            Sniffed::Closed
+        ));
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[tokio::test]
