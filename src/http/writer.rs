@@ -117,11 +117,26 @@ impl OutQueue {
                 }
             }
         }
-        // Plain sockets hold nothing back; TLS may keep the last record until flushed.
-        tokio::time::timeout(timeout, stream.flush())
+        flush_within(stream, timeout).await
+    }
+}
+
+/// Flushes `stream`, failing if that makes no progress within `timeout`. Plain sockets hold
+/// nothing back and are done at the first poll, without arming a timer (a clock read per
+/// response); TLS may keep its last record until flushed.
+pub async fn flush_within<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    timeout: Duration,
+) -> io::Result<()> {
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::pin::Pin::new(&mut *stream).poll_flush(cx))
+    })
+    .await;
+    match first {
+        std::task::Poll::Ready(result) => result,
+        std::task::Poll::Pending => tokio::time::timeout(timeout, stream.flush())
             .await
-            .map_err(|_| write_timed_out())??;
-        Ok(())
+            .map_err(|_| write_timed_out())?,
     }
 }
 
@@ -199,9 +214,7 @@ pub async fn copy_file<W: AsyncWrite + Unpin>(
             .map_err(|_| write_timed_out())??;
         sent += n as u64;
     }
-    tokio::time::timeout(timeout, stream.flush())
-        .await
-        .map_err(|_| write_timed_out())??;
+    flush_within(stream, timeout).await?;
     Ok(sent)
 }
 

@@ -98,6 +98,14 @@ def get_json(conn, path="/env"):
     return json.loads(response.read())
 
 
+def wait_for_access_line(server, text: str, timeout: float = 5) -> None:
+    """The access log line is written after the response went out: wait for it."""
+    deadline = time.monotonic() + timeout
+    while text not in server.stdout:
+        assert time.monotonic() < deadline, f"no {text!r} in the access log:\n{server.stdout}"
+        time.sleep(0.05)
+
+
 def curl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run(["curl", "-sS", "--max-time", str(timeout), *args],
                           capture_output=True, timeout=timeout + 5)
@@ -123,7 +131,7 @@ def test_https_with_http_client(server_factory, pki):
     assert conn.sock.version() in ("TLSv1.3", "TLSv1.2")
     conn.close()
     server.wait_for_log(r"Listening at: https://127\.0\.0\.1:\d+")
-    assert '"POST /upload HTTP/1.1" 200' in server.stdout
+    wait_for_access_line(server, '"POST /upload HTTP/1.1" 200')
 
 
 def test_tls12_is_accepted(server_factory, pki):
@@ -260,10 +268,7 @@ def test_h2_over_tls_by_alpn(server_factory, pki):
     # HTTP/1.1 clients are still served on the same listener.
     result = curl("--http1.1", "--cacert", str(pki.ca), "-w", "\n%{http_version}", tls_url(server))
     assert result.stdout.decode().rsplit("\n", 1)[1] == "1.1"
-    deadline = time.monotonic() + 5
-    while '"GET /env?x=1 HTTP/2" 200' not in server.stdout and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert '"GET /env?x=1 HTTP/2" 200' in server.stdout
+    wait_for_access_line(server, '"GET /env?x=1 HTTP/2" 200')
 
 
 @needs_curl
