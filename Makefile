@@ -20,10 +20,12 @@ $(VENV)/.deps: pyproject.toml | $(VENV)/bin/python
 	touch $@
 
 ## system-deps: what the tests run besides Python (Debian, as root): strace for the sendfile
-## test, curl (a second real client for the --static tests), nginx (fastcgi_pass/uwsgi_pass, and in front of two instances) and lighttpd (CGI)
-## for the gateway tests, systemd-socket-activate for the socket activation test. A
-## policy-rc.d guard keeps apt from starting their system services.
-SYSTEM_TOOLS = strace:strace curl:curl nginx:/usr/sbin/nginx haproxy:/usr/sbin/haproxy lighttpd:/usr/sbin/lighttpd systemd:systemd-socket-activate
+## test, nginx (fastcgi_pass/uwsgi_pass, and in front of two instances) and lighttpd (CGI)
+## for the gateway tests, systemd-socket-activate for the socket activation test; openssl
+## (test certificates), curl and h2load (nghttp2-client) for the TLS, HTTP/2 and static-file
+## tests; haproxy for the PROXY protocol tests. A policy-rc.d guard keeps apt from starting
+## their system services.
+SYSTEM_TOOLS = strace:strace nginx:/usr/sbin/nginx haproxy:/usr/sbin/haproxy lighttpd:/usr/sbin/lighttpd systemd:systemd-socket-activate openssl:openssl curl:curl nghttp2-client:h2load
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 	  command -v "$${pair#*:}" >/dev/null 2>&1 || missing="$$missing $${pair%%:*}"; done; \

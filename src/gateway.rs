@@ -22,6 +22,8 @@ pub enum Protocol {
     Http10,
     /// `HTTP/1.1`
     Http11,
+    /// `HTTP/2` (over TLS by ALPN, or cleartext h2c with prior knowledge).
+    Http2,
 }
 
 impl Protocol {
@@ -30,6 +32,7 @@ impl Protocol {
         match self {
             Protocol::Http10 => "HTTP/1.0",
             Protocol::Http11 => "HTTP/1.1",
+            Protocol::Http2 => "HTTP/2",
         }
     }
 }

@@ -32,10 +32,12 @@ pub mod cgi;
 pub mod fastcgi;
 pub mod gateway;
 pub mod http;
+pub mod http2;
 pub mod logging;
 pub mod proxy;
 pub mod server;
 pub mod static_files;
+pub mod tls;
 pub mod uwsgi;
 pub mod wsgi;
 
@@ -74,6 +76,8 @@ fn http_limits(values: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<http
             "body_timeout" => limits.body_timeout = seconds(value.extract()?, &key)?,
             "write_timeout" => limits.write_timeout = seconds(value.extract()?, &key)?,
             "max_connections" => limits.max_connections = value.extract()?,
+            // Read by http2_settings.
+            "http2_max_concurrent_streams" | "http2_initial_window_size" => {}
             other => return Err(PyValueError::new_err(format!("unknown limit {other:?}"))),
         }
     }
@@ -142,6 +146,65 @@ fn proxy_config(
     Ok(std::sync::Arc::new(config))
 }
 
+/// Reads `--http` and the HTTP/2 bounds (`http2_*` keys of the limits dict).
+fn http2_settings(
+    http: &str,
+    values: Option<&Bound<'_, pyo3::types::PyDict>>,
+) -> PyResult<http2::Http2Settings> {
+    let mut settings = http2::Http2Settings {
+        versions: http2::HttpVersions::parse(http).map_err(PyValueError::new_err)?,
+        ..Default::default()
+    };
+    if let Some(values) = values {
+        if let Some(value) = values.get_item("http2_max_concurrent_streams")? {
+            settings.max_concurrent_streams = value.extract()?;
+        }
+        if let Some(value) = values.get_item("http2_initial_window_size")? {
+            settings.initial_window_size = value.extract()?;
+        }
+    }
+    settings.validate().map_err(PyValueError::new_err)?;
+    Ok(settings)
+}
+
+/// Reads the TLS options from a dict with `certfile`, `keyfile`, `ca_certs` and
+/// `cert_reqs` (`None`: no TLS).
+fn tls_settings(
+    values: Option<&Bound<'_, pyo3::types::PyDict>>,
+) -> PyResult<Option<tls::TlsSettings>> {
+    let Some(values) = values else {
+        return Ok(None);
+    };
+    let path = |key: &str| -> PyResult<Option<std::path::PathBuf>> {
+        match values.get_item(key)? {
+            Some(value) if !value.is_none() => Ok(Some(value.extract()?)),
+            _ => Ok(None),
+        }
+    };
+    let (certfile, keyfile) = match (path("certfile")?, path("keyfile")?) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => return Ok(None),
+        _ => {
+            return Err(PyValueError::new_err(
+                "--certfile and --keyfile go together",
+            ))
+        }
+    };
+    let client_auth = match values.get_item("cert_reqs")? {
+        Some(value) if !value.is_none() => {
+            let text: String = value.str()?.extract()?;
+            tls::ClientAuth::parse(&text).map_err(PyValueError::new_err)?
+        }
+        _ => tls::ClientAuth::None,
+    };
+    Ok(Some(tls::TlsSettings {
+        certfile,
+        keyfile,
+        ca_certs: path("ca_certs")?,
+        client_auth,
+    }))
+}
+
 /// Serves `app` on `binds` in this process until interrupted (see `tidegate.serve`).
 #[pyfunction]
 #[pyo3(signature = (app, binds, threads, access_log, log_level, protocol = "http", proxy = None))]
@@ -174,6 +237,8 @@ fn serve(
             limits: Default::default(),
             static_files: None,
             proxy: proxy_config(proxy, protocol)?,
+            tls: None,
+            http2: Default::default(),
         },
     )
 }
@@ -186,7 +251,7 @@ fn serve(
     loader, *, binds, threads, workers, access_log, log_level, timeout, graceful_timeout,
     max_requests, max_requests_jitter, max_rss, reload, pid_file, backlog, umask, hooks,
     limits = None, protocol = "http", static_files = None, static_cache_control = None,
-    proxy = None
+    proxy = None, tls = None, http = "auto"
 ))]
 #[allow(clippy::too_many_arguments)]
 fn supervise(
@@ -212,6 +277,8 @@ fn supervise(
     static_files: Option<Vec<(String, std::path::PathBuf)>>,
     static_cache_control: Option<String>,
     proxy: Option<&Bound<'_, pyo3::types::PyDict>>,
+    tls: Option<&Bound<'_, pyo3::types::PyDict>>,
+    http: &str,
 ) -> PyResult<i32> {
     if threads == 0 || workers == 0 {
         return Err(PyValueError::new_err(
@@ -240,6 +307,8 @@ fn supervise(
             limits: http_limits(limits)?,
             static_files: static_site(static_files, static_cache_control)?,
             proxy: proxy_config(proxy, protocol)?,
+            tls: tls_settings(tls)?,
+            http2: http2_settings(http, limits)?,
         },
         workers,
         timeout: (!timeout.is_zero()).then_some(timeout),

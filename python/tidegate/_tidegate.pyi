@@ -65,6 +65,8 @@ def supervise(
     static_files: Optional[List[Tuple[str, str]]] = None,
     static_cache_control: Optional[str] = None,
     proxy: Optional[Dict[str, Any]] = None,
+    tls: Optional[Dict[str, Optional[str]]] = None,
+    http: str = "auto",
 ) -> int:
     """Run the supervisor and its workers; return the exit status."""
 

@@ -27,6 +27,8 @@ from tidegate.loader import AppLoadError, check_findable, load_app
 
 EXIT_SERVER_ERROR = 1
 EXIT_APP_LOAD_ERROR = 4
+# --cert-reqs values: names, and gunicorn's numbers (ssl.CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED).
+CERT_REQS = ("none", "optional", "required", "0", "1", "2")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,6 +219,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="the path the app is mounted under behind the proxy, e.g. /app: SCRIPT_NAME is "
         "PATH and PATH_INFO the rest of the request path (default: none)",
     )
+    tls = parser.add_argument_group("TLS and HTTP/2")
+    tls.add_argument(
+        "--certfile", metavar="FILE",
+        help="serve HTTPS with this PEM certificate chain (leaf first); needs --keyfile",
+    )
+    tls.add_argument(
+        "--keyfile", metavar="FILE",
+        help="the certificate's PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC)",
+    )
+    tls.add_argument(
+        "--ca-certs", metavar="FILE",
+        help="PEM CA certificates that client certificates must chain to (see --cert-reqs)",
+    )
+    tls.add_argument(
+        "--cert-reqs", default="none", type=str.lower, choices=CERT_REQS, metavar="REQ",
+        help="client certificates: none (not asked for), optional (checked if sent) or "
+        "required; 0, 1, 2 as in gunicorn (default none, also with --ca-certs)",
+    )
+    tls.add_argument(
+        "--http", default="auto", choices=("1", "2", "auto"),
+        help="HTTP versions: 1 (HTTP/1.1 only), 2 (HTTP/2 only: ALPN h2 on TLS, prior "
+        "knowledge h2c on cleartext) or auto: ALPN h2 and http/1.1 on TLS, and on cleartext "
+        "HTTP/2 for connections that open with its preface (default auto)",
+    )
+    tls.add_argument(
+        "--http2-max-concurrent-streams", type=_positive_int, default=100, metavar="N",
+        help="streams one HTTP/2 connection may have open at once (default 100)",
+    )
+    tls.add_argument(
+        "--http2-initial-window-size", type=_window_size, default=1048576, metavar="BYTES",
+        help="request body bytes an HTTP/2 client may send per stream ahead of the app's "
+        "reads (65535 to 2147483647; default 1048576)",
+    )
     parser.add_argument(
         "--chdir", metavar="DIR", help="change to DIR before loading the app (added to sys.path)"
     )
@@ -283,6 +318,47 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
+
+
+def _window_size(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 65535 <= value <= 2147483647:
+        raise argparse.ArgumentTypeError(f"{value} is outside 65535..2147483647")
+    return value
+
+
+def _tls_options(
+    parser: "argparse.ArgumentParser", options: "argparse.Namespace", base: str
+) -> Optional[dict]:
+    """The TLS settings for the engine, after the checks argparse cannot make alone; relative
+    paths are taken from ``base``."""
+    if options.certfile is None and options.keyfile is None:
+        if options.ca_certs is not None:
+            parser.error("argument --ca-certs: needs --certfile and --keyfile (TLS)")
+        if options.cert_reqs not in ("none", "0"):
+            parser.error("argument --cert-reqs: needs --certfile and --keyfile (TLS)")
+        return None
+    if options.certfile is None or options.keyfile is None:
+        missing = "--certfile" if options.certfile is None else "--keyfile"
+        parser.error(f"argument {missing}: TLS needs both --certfile and --keyfile")
+    if options.protocol != "http":
+        parser.error(f"argument --certfile: TLS is for --protocol http, not {options.protocol}")
+    if options.cert_reqs not in ("none", "0") and options.ca_certs is None:
+        parser.error(
+            f"argument --cert-reqs: {options.cert_reqs} needs --ca-certs to check "
+            "client certificates against"
+        )
+    return {
+        "certfile": os.path.join(base, options.certfile),
+        "keyfile": os.path.join(base, options.keyfile),
+        "ca_certs": os.path.join(base, options.ca_certs) if options.ca_certs else None,
+        "cert_reqs": options.cert_reqs,
+    }
 
 
 def _seconds(text: str) -> float:
@@ -406,6 +482,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             check_proxy(proxy, options.protocol)
         except ValueError as error:
             build_parser().error(f"argument {error}")
+    # Relative certificate paths are relative to where the command runs, not --chdir.
+    launch_dir = os.getcwd()
 
     if options.chdir:
         try:
@@ -437,6 +515,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from tidegate._process import load_hooks
 
     parser = build_parser()
+    tls = _tls_options(parser, options, launch_dir)
     if options.reload and options.preload:
         parser.error("--reload cannot be used with --preload (a preloaded app cannot be re-imported)")
 
@@ -492,11 +571,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 "body_timeout": options.body_timeout,
                 "write_timeout": options.write_timeout,
                 "max_connections": options.max_connections,
+                "http2_max_concurrent_streams": options.http2_max_concurrent_streams,
+                "http2_initial_window_size": options.http2_initial_window_size,
             },
             protocol=options.protocol,
             static_files=static_mounts,
             static_cache_control=options.static_cache_control,
             proxy=proxy,
+            tls=tls,
+            http=options.http,
         )
     except ValueError as error:
         if not str(error).startswith("--static"):

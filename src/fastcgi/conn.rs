@@ -23,7 +23,7 @@ use crate::http::conn::Socket;
 use crate::http::sink::{
     BodyMessage, HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE,
 };
-use crate::http::writer::{sendfile_all, OutQueue};
+use crate::http::writer::OutQueue;
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
 
@@ -423,14 +423,10 @@ impl<S: Socket> Connection<S> {
             self.out
                 .flush(&mut self.stream, self.ctx.limits.write_timeout)
                 .await?;
-            let sent = sendfile_all(
-                &self.stream,
-                file,
-                offset + done,
-                piece,
-                self.ctx.limits.write_timeout,
-            )
-            .await?;
+            let sent = self
+                .stream
+                .send_file(file, offset + done, piece, self.ctx.limits.write_timeout)
+                .await?;
             response.body_bytes += sent;
             if sent < piece {
                 // The record header promised more: the stream cannot be repaired.

@@ -31,14 +31,29 @@ use crate::logging::AccessEntry;
 use crate::static_files::http1::write_response as write_static;
 
 /// How long an idle connection waits for a last request while the server stops.
-const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
+pub const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
 /// How much unread request body is discarded to keep a connection alive.
 const DRAIN_LIMIT: u64 = 256 * 1024;
 /// How long discarding unread request body may take.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A stream socket the engine can serve: TCP or unix.
-pub trait Socket: AsyncRead + AsyncWrite + AsRawFd + AsFd + Unpin + Send + Sync + 'static {
+/// A stream the engine can serve: a TCP or unix socket, or TLS over one.
+pub trait Socket: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static {
+    /// Sends `len` bytes of `file` from `offset`; returns the bytes sent, fewer than `len`
+    /// only if the file ended early. A plain socket hands the file to sendfile(2); a stream
+    /// that transforms what it writes (TLS) reads the file and writes it
+    /// ([`copy_file`](crate::http::writer::copy_file)).
+    fn send_file(
+        &mut self,
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = io::Result<u64>> + Send;
+}
+
+/// A plain socket whose descriptor can take sendfile(2).
+pub trait RawSocket: AsRawFd + AsFd {
     /// Waits until the socket may be writable.
     fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
     /// Runs a non-blocking write operation on the raw socket, clearing readiness on
@@ -46,7 +61,7 @@ pub trait Socket: AsyncRead + AsyncWrite + AsRawFd + AsFd + Unpin + Send + Sync 
     fn try_write_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
 }
 
-impl Socket for tokio::net::TcpStream {
+impl RawSocket for tokio::net::TcpStream {
     fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
         tokio::net::TcpStream::writable(self)
     }
@@ -55,12 +70,36 @@ impl Socket for tokio::net::TcpStream {
     }
 }
 
-impl Socket for tokio::net::UnixStream {
+impl RawSocket for tokio::net::UnixStream {
     fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
         tokio::net::UnixStream::writable(self)
     }
     fn try_write_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
         self.try_io(tokio::io::Interest::WRITABLE, f)
+    }
+}
+
+impl Socket for tokio::net::TcpStream {
+    async fn send_file(
+        &mut self,
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+        timeout: Duration,
+    ) -> io::Result<u64> {
+        crate::http::writer::sendfile_all(self, file, offset, len, timeout).await
+    }
+}
+
+impl Socket for tokio::net::UnixStream {
+    async fn send_file(
+        &mut self,
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+        timeout: Duration,
+    ) -> io::Result<u64> {
+        crate::http::writer::sendfile_all(self, file, offset, len, timeout).await
     }
 }
 
@@ -73,9 +112,28 @@ pub async fn serve_connection<S: Socket>(
     listener: Arc<ListenerInfo>,
     ctx: Arc<ConnContext>,
 ) {
+    serve_connection_buffered(
+        stream,
+        BytesMut::with_capacity(8 * 1024),
+        peer,
+        listener,
+        ctx,
+    )
+    .await
+}
+
+/// Like [`serve_connection`], with the first bytes the client sent already read into `buf`
+/// (by the sniffing that tells HTTP/1.1 from an HTTP/2 preface).
+pub async fn serve_connection_buffered<S: Socket>(
+    stream: S,
+    buf: BytesMut,
+    peer: Peer,
+    listener: Arc<ListenerInfo>,
+    ctx: Arc<ConnContext>,
+) {
     let mut connection = Connection {
         stream,
-        buf: BytesMut::with_capacity(8 * 1024),
+        buf,
         out: OutQueue::new(),
         peer,
         listener,
@@ -354,6 +412,9 @@ impl<S: Socket> Connection<S> {
                         tokio::time::timeout(self.ctx.limits.write_timeout, interim)
                             .await
                             .map_err(|_| write_timed_out())??;
+                        tokio::time::timeout(self.ctx.limits.write_timeout, self.stream.flush())
+                            .await
+                            .map_err(|_| write_timed_out())??;
                     }
                     if let Some(why) = pump.malformed() {
                         // Refused like a bad head if the app has not answered yet: its read
@@ -604,8 +665,7 @@ impl<S: Socket> Connection<S> {
             .flush(&mut self.stream, self.ctx.limits.write_timeout)
             .await?;
         let timeout = self.ctx.limits.write_timeout;
-        let sent =
-            crate::http::writer::sendfile_all(&self.stream, &file, offset, len, timeout).await?;
+        let sent = self.stream.send_file(&file, offset, len, timeout).await?;
         response.body_bytes += sent;
         if sent < len {
             return Err(io::Error::new(

@@ -94,6 +94,10 @@ pub struct ConnContext {
     pub static_files: Option<Arc<crate::static_files::StaticSite>>,
     /// `--forwarded-allow-ips`, `--proxy-protocol`, `--root-path`.
     pub proxy: Arc<crate::proxy::ProxyConfig>,
+    /// TLS for every connection of this listener, when `--certfile` is given.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Which HTTP versions are spoken, and the HTTP/2 bounds.
+    pub http2: crate::http2::Http2Settings,
 }
 
 impl ConnContext {

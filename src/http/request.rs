@@ -325,7 +325,8 @@ impl HeadRules {
             BodyFraming::Chunked
         };
         let keep_alive = match protocol {
-            Protocol::Http11 => !close,
+            // (An HTTP/1 head is never HTTP/2; the arm only completes the match.)
+            Protocol::Http11 | Protocol::Http2 => !close,
             Protocol::Http10 => keep_alive_token && !close,
         };
         Ok(HeadRules {

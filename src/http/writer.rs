@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::http::conn::Socket;
+use crate::http::conn::RawSocket;
 
 /// Pieces below this size are copied into the staging buffer: one write beats many.
 const COPY_BELOW: usize = 4 * 1024;
@@ -117,7 +117,26 @@ impl OutQueue {
                 }
             }
         }
-        Ok(())
+        flush_within(stream, timeout).await
+    }
+}
+
+/// Flushes `stream`, failing if that makes no progress within `timeout`. Plain sockets hold
+/// nothing back and are done at the first poll, without arming a timer (a clock read per
+/// response); TLS may keep its last record until flushed.
+pub async fn flush_within<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    timeout: Duration,
+) -> io::Result<()> {
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::pin::Pin::new(&mut *stream).poll_flush(cx))
+    })
+    .await;
+    match first {
+        std::task::Poll::Ready(result) => result,
+        std::task::Poll::Pending => tokio::time::timeout(timeout, stream.flush())
+            .await
+            .map_err(|_| write_timed_out())?,
     }
 }
 
@@ -131,7 +150,7 @@ pub fn write_timed_out() -> io::Error {
 
 /// Sends `len` bytes of `file` from `offset` with sendfile(2). Returns the bytes sent,
 /// fewer than `len` only if the file ended early.
-pub async fn sendfile_all<S: Socket>(
+pub async fn sendfile_all<S: RawSocket>(
     socket: &S,
     file: &File,
     offset: u64,
@@ -167,4 +186,45 @@ pub async fn sendfile_all<S: Socket>(
         }
     }
     Ok(sent)
+}
+
+/// Size of the reads [`copy_file`] makes.
+const COPY_CHUNK: usize = 64 * 1024;
+
+/// Sends `len` bytes of `file` from `offset` by reading and writing, for streams that cannot
+/// take sendfile(2) (TLS encrypts what it writes). Returns the bytes sent, fewer than `len`
+/// only if the file ended early.
+pub async fn copy_file<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    file: &File,
+    offset: u64,
+    len: u64,
+    timeout: Duration,
+) -> io::Result<u64> {
+    let mut sent = 0u64;
+    let mut buf = vec![0u8; COPY_CHUNK.min(len as usize)];
+    while sent < len {
+        let want = (len - sent).min(buf.len() as u64) as usize;
+        let n = read_file_at(file, &mut buf[..want], offset + sent)?;
+        if n == 0 {
+            break;
+        }
+        tokio::time::timeout(timeout, stream.write_all(&buf[..n]))
+            .await
+            .map_err(|_| write_timed_out())??;
+        sent += n as u64;
+    }
+    flush_within(stream, timeout).await?;
+    Ok(sent)
+}
+
+/// Reads from `file` at `offset` (pread(2): the app's file position is left alone).
+pub fn read_file_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    loop {
+        match file.read_at(buf, offset) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
 }

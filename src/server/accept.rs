@@ -7,8 +7,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::gateway::{ListenerInfo, Peer};
-use crate::http::conn::{serve_connection, Socket};
+use crate::http::conn::{serve_connection, serve_connection_buffered, RawSocket, Socket};
 use crate::http::ConnContext;
+use crate::http2::sniff::{sniff, Rewind, Sniffed};
+use crate::http2::HttpVersions;
 use crate::server::bind::Listener;
 use crate::server::WireProtocol;
 
@@ -136,7 +138,7 @@ async fn serve_accepted<S, F, Fut>(
     connections: &Arc<ConnectionCount>,
     mut accept: F,
 ) where
-    S: Socket + crate::proxy::connection::PeekSocket,
+    S: Socket + RawSocket + crate::proxy::connection::PeekSocket,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::io::Result<(S, Peer, Arc<ListenerInfo>)>>,
 {
@@ -165,9 +167,7 @@ async fn serve_accepted<S, F, Fut>(
                             return drop(guard);
                         };
                         match ctx.protocol {
-                            WireProtocol::Http => {
-                                serve_connection(stream, peer, server, ctx).await;
-                            }
+                            WireProtocol::Http => serve_http(stream, peer, server, ctx).await,
                             WireProtocol::FastCgi => {
                                 crate::fastcgi::conn::serve_connection(stream, ctx).await;
                             }
@@ -210,6 +210,52 @@ async fn proxy_header<S: crate::proxy::connection::PeekSocket>(
         Err(Refusal::Quiet(why)) => {
             tracing::debug!("Closed connection from {label}: {why}");
             None
+        }
+    }
+}
+
+/// Serves an HTTP connection: TLS first when configured, then HTTP/2 or HTTP/1.1 as ALPN,
+/// `--http` or (cleartext `--http auto`) the connection preface says.
+async fn serve_http<S: Socket>(
+    stream: S,
+    peer: Peer,
+    server: Arc<ListenerInfo>,
+    ctx: Arc<ConnContext>,
+) {
+    let versions = ctx.http2.versions;
+    if let Some(acceptor) = &ctx.tls {
+        let timeout = ctx.limits.header_timeout;
+        let Some(stream) = crate::tls::accept(acceptor, stream, timeout, &peer).await else {
+            return;
+        };
+        let h2 = match versions {
+            HttpVersions::Http1 => false,
+            HttpVersions::Http2 => true,
+            HttpVersions::Auto => crate::tls::negotiated_protocol(&stream) == Some(b"h2"),
+        };
+        if h2 {
+            crate::http2::conn::serve(stream, peer, server, ctx).await;
+        } else {
+            serve_connection(stream, peer, server, ctx).await;
+        }
+        return;
+    }
+    match versions {
+        HttpVersions::Http1 => serve_connection(stream, peer, server, ctx).await,
+        HttpVersions::Http2 => crate::http2::conn::serve(stream, peer, server, ctx).await,
+        HttpVersions::Auto => {
+            let mut stream = stream;
+            let mut shutdown = ctx.shutdown.clone();
+            match sniff(&mut stream, ctx.limits.header_timeout, &mut shutdown).await {
+                Sniffed::Http1(buf) => {
+                    serve_connection_buffered(stream, buf, peer, server, ctx).await;
+                }
+                Sniffed::Http2(buf) => {
+                    let stream = Rewind::new(buf, stream);
+                    crate::http2::conn::serve(stream, peer, server, ctx).await;
+                }
+                Sniffed::Closed => {}
+            }
         }
     }
 }

@@ -38,6 +38,10 @@ pub struct EngineOptions {
     pub static_files: Option<Arc<crate::static_files::StaticSite>>,
     /// Trusted proxies, PROXY protocol, root path.
     pub proxy: Arc<crate::proxy::ProxyConfig>,
+    /// TLS for every listener (loaded by this process from the files).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// HTTP versions and HTTP/2 bounds.
+    pub http2: crate::http2::Http2Settings,
 }
 
 /// How to stop.
@@ -110,6 +114,8 @@ impl Engine {
                 protocol: options.protocol,
                 static_files: options.static_files.clone(),
                 proxy: Arc::clone(&options.proxy),
+                tls: options.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+                http2: options.http2,
             });
             runtime.spawn(accept_loop(listener, ctx, Arc::clone(&connections)));
         }

@@ -101,6 +101,23 @@ pub struct ServerConfig {
     pub static_files: Option<Arc<crate::static_files::StaticSite>>,
     /// Trusted proxies, PROXY protocol, root path (HTTP only).
     pub proxy: Arc<crate::proxy::ProxyConfig>,
+    /// `--certfile`, `--keyfile`, `--ca-certs`, `--cert-reqs`: TLS on every listener.
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// `--http` and the HTTP/2 bounds.
+    pub http2: crate::http2::Http2Settings,
+}
+
+impl ServerConfig {
+    /// Reads the TLS files into a configuration (`None` without TLS). The error names the
+    /// file and the problem.
+    pub fn load_tls(&self) -> PyResult<Option<Arc<rustls::ServerConfig>>> {
+        let Some(settings) = &self.tls else {
+            return Ok(None);
+        };
+        crate::tls::load(settings, self.http2.versions.alpn())
+            .map(Some)
+            .map_err(PyOSError::new_err)
+    }
 }
 
 /// Raises the open-file limit to its hard maximum: every connection is a descriptor, and
@@ -179,8 +196,10 @@ pub fn serve(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<(
     crate::logging::init(&config.log_level).map_err(PyValueError::new_err)?;
     raise_open_file_limit();
     limit_malloc_arenas();
+    let tls = config.load_tls()?;
     let mut listeners = open_listeners(py, &config)?;
     label_listeners(&mut listeners, config.protocol);
+    crate::tls::label_listeners(&mut listeners, tls.is_some());
     let unix_paths = socket_paths(&listeners);
     tracing::info!("Starting tidegate {}", env!("CARGO_PKG_VERSION"));
     for (_, info) in &listeners {
@@ -203,6 +222,8 @@ pub fn serve(py: Python<'_>, app: Py<PyAny>, config: ServerConfig) -> PyResult<(
             protocol: config.protocol,
             static_files: config.static_files.clone(),
             proxy: Arc::clone(&config.proxy),
+            tls,
+            http2: config.http2,
         },
     )?;
     tracing::info!(

@@ -122,6 +122,8 @@ pub fn run(
     config: SupervisorConfig,
 ) -> PyResult<i32> {
     crate::logging::init(&config.server.log_level).map_err(PyValueError::new_err)?;
+    // Checked before anything starts: a bad certificate or key is an error naming the file.
+    let tls = config.server.load_tls()?;
     crate::server::raise_open_file_limit();
     // Before any fork: workers inherit the setting and start their threads after it.
     crate::server::limit_malloc_arenas();
@@ -133,6 +135,8 @@ pub fn run(
         activated
     };
     crate::server::label_listeners(&mut listeners, config.server.protocol);
+    crate::tls::label_listeners(&mut listeners, tls.is_some());
+    drop(tls);
     let unix_paths = socket_paths(&listeners);
     if let Some(path) = &config.pid_file {
         std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
@@ -311,6 +315,19 @@ impl Supervisor<'_> {
             libc::SIGTERM => self.stop(Stopping::Graceful),
             libc::SIGINT | libc::SIGQUIT => self.stop(Stopping::Quick),
             libc::SIGHUP if self.stopping.is_none() => {
+                // New workers read the TLS files again: refuse the reload while they are
+                // broken, so the running workers keep serving with what they loaded.
+                let server = &self.config.server;
+                let check = server
+                    .tls
+                    .as_ref()
+                    .map(|tls| crate::tls::load(tls, server.http2.versions.alpn()));
+                if let Some(Err(error)) = check {
+                    tracing::error!(
+                        "Handling signal SIGHUP: not reloading, the running workers keep serving: {error}"
+                    );
+                    return;
+                }
                 self.generation += 1;
                 self.reloading = true;
                 self.boot_failures = 0;

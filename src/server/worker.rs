@@ -82,6 +82,8 @@ fn run_inner(
         post_fork.bind(py).call1((worker.clone_ref(py),))?;
     }
     let app = loader.bind(py).call0()?.unbind();
+    // Read fresh in every worker: a HUP after the files were replaced serves the new ones.
+    let tls = config.server.load_tls()?;
 
     let (retire_tx, retire_rx) = std::sync::mpsc::channel();
     let monitor = Monitor::new(
@@ -112,6 +114,8 @@ fn run_inner(
             protocol: config.server.protocol,
             static_files: config.server.static_files.clone(),
             proxy: Arc::clone(&config.server.proxy),
+            tls,
+            http2: config.server.http2,
         },
     )?;
 

@@ -8,10 +8,10 @@ use bytes::Bytes;
 use crate::gateway::{Protocol, ResponseHead};
 use crate::http::conn::Socket;
 use crate::http::response::{encode_head, status_allows_body, ResponseFraming};
-use crate::http::writer::{sendfile_all, OutQueue};
+use crate::http::writer::OutQueue;
 use crate::static_files::{StaticBody, StaticResponse};
 
-/// Writes `response` (the head, then the body with sendfile(2) for a file). Returns the
+/// Writes `response` (the head, then the body: sendfile(2) for a file on a plain socket, read and write under TLS). Returns the
 /// body bytes sent, for the access log. `keep_alive` is whether the connection stays open.
 pub async fn write_response<S: Socket>(
     stream: &mut S,
@@ -42,7 +42,7 @@ pub async fn write_response<S: Socket>(
         }
         StaticBody::File { file, offset, len } => {
             out.flush(stream, timeout).await?;
-            let sent = sendfile_all(stream, &file, offset, len, timeout).await?;
+            let sent = stream.send_file(&file, offset, len, timeout).await?;
             if sent < len {
                 // The file shrank since it was measured: the length announced is a lie now,
                 // so the connection must end here.

@@ -19,7 +19,7 @@ use crate::gateway::{CgiRequest, Exchange, RequestBody, RequestForm, ResponseEnd
 use crate::http::body::{BodyDecoder, BodyPump, READ_SIZE};
 use crate::http::conn::Socket;
 use crate::http::sink::{HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE};
-use crate::http::writer::{sendfile_all, OutQueue};
+use crate::http::writer::OutQueue;
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
 use crate::uwsgi::codec;
@@ -28,7 +28,7 @@ use crate::uwsgi::codec;
 const PACKET_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serves a uwsgi connection: one request.
-pub async fn serve_connection<S: Socket>(stream: S, ctx: Arc<ConnContext>) {
+pub async fn serve_connection<S: Socket + std::os::fd::AsFd>(stream: S, ctx: Arc<ConnContext>) {
     let mut connection = Connection {
         stream,
         buf: BytesMut::with_capacity(16 * 1024),
@@ -54,7 +54,7 @@ struct Connection<S> {
     ctx: Arc<ConnContext>,
 }
 
-impl<S: Socket> Connection<S> {
+impl<S: Socket + std::os::fd::AsFd> Connection<S> {
     /// Closes with a reset where the socket has one (TCP), so the front server cannot
     /// take a cut response for a whole one.
     fn reset(&self) {
@@ -220,14 +220,10 @@ impl<S: Socket> Connection<S> {
                 self.out
                     .flush(&mut self.stream, self.ctx.limits.write_timeout)
                     .await?;
-                let sent = sendfile_all(
-                    &self.stream,
-                    &file,
-                    offset,
-                    len,
-                    self.ctx.limits.write_timeout,
-                )
-                .await?;
+                let sent = self
+                    .stream
+                    .send_file(&file, offset, len, self.ctx.limits.write_timeout)
+                    .await?;
                 *body_bytes += sent;
                 if sent < len {
                     return Ok(Some(ResponseEnd::Aborted));

@@ -107,6 +107,7 @@ impl EnvironTemplate {
         let protocol = match head.protocol {
             Protocol::Http11 => pyo3::intern!(py, "HTTP/1.1"),
             Protocol::Http10 => pyo3::intern!(py, "HTTP/1.0"),
+            Protocol::Http2 => pyo3::intern!(py, "HTTP/2"),
         };
         environ.set_item(pyo3::intern!(py, "SERVER_PROTOCOL"), protocol)?;
         if head.listener.url_scheme != "http" {

@@ -27,7 +27,7 @@ from typing import Callable, List, Optional
 import pytest
 
 APPS_DIR = Path(__file__).parent / "apps"
-LISTENING = re.compile(r"Listening at: ((?:http|fastcgi|uwsgi)://\S+?|unix:\S+)(?:\s|$)")
+LISTENING = re.compile(r"Listening at: ((?:https?|fastcgi|uwsgi)://\S+?|unix:\S+)(?:\s|$)")
 START_TIMEOUT = 20.0
 
 
