@@ -22,6 +22,7 @@ use crate::http::sink::{
 use crate::http::writer::read_file_at;
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
+use crate::static_files::{StaticBody, StaticResponse};
 
 /// Size of the reads that send a `wsgi.file_wrapper` file (no sendfile(2) on HTTP/2).
 const FILE_CHUNK: usize = 64 * 1024;
@@ -96,6 +97,17 @@ pub async fn serve_stream(
         writer.refuse(status);
         log_access(&ctx, access, &writer, started);
         return;
+    }
+
+    if let Some(site) = ctx.static_files.clone() {
+        if let Some(answer) = site.respond(&method, &target, &headers) {
+            // Answered by the engine; a request body, if any, is never read (dropping the
+            // receiving half resets the stream's upload, not the connection).
+            drop(recv);
+            writer.send_static(answer).await;
+            log_access(&ctx, access, &writer, started);
+            return;
+        }
     }
 
     let (body, pump) = if recv.is_end_stream() {
@@ -507,12 +519,16 @@ impl StreamWriter<'_> {
             let want = (len - done).min(FILE_CHUNK as u64) as usize;
             let mut buf = vec![0u8; want];
             let n = read_file_at(&file, &mut buf, offset + done).map_err(|error| {
-                tracing::error!("Reading the file of wsgi.file_wrapper failed: {error}");
+                tracing::error!(
+                    "Reading a response file (wsgi.file_wrapper or --static) failed: {error}"
+                );
                 StreamError::Gone
             })?;
             if n == 0 {
                 // Shorter than announced: the response cannot be completed.
-                tracing::error!("wsgi.file_wrapper file shorter than announced");
+                tracing::error!(
+                    "A response file (wsgi.file_wrapper or --static) is shorter than announced"
+                );
                 return Err(StreamError::Gone);
             }
             buf.truncate(n);
@@ -520,6 +536,31 @@ impl StreamWriter<'_> {
             done += n as u64;
         }
         Ok(())
+    }
+
+    /// Sends a `--static` answer: the head, then the text or the file range.
+    async fn send_static(&mut self, answer: StaticResponse) {
+        let head = ResponseHead {
+            status: answer.status,
+            status_line: Bytes::from(format!("{} {}", answer.status, answer.reason)),
+            headers: answer.headers,
+            content_length: answer.content_length,
+            close_connection: false,
+        };
+        let empty = matches!(answer.body, StaticBody::Empty);
+        let sent = match self.send_head(&head, empty) {
+            Err(error) => Err(error),
+            Ok(()) => match answer.body {
+                StaticBody::Empty => Ok(()),
+                StaticBody::Text(text) => self.send_body(text).await,
+                StaticBody::File { file, offset, len } => self.send_file(file, offset, len).await,
+            },
+        };
+        match sent.and_then(|()| self.end()) {
+            Ok(()) => {}
+            Err(StreamError::TimedOut) => self.reset(Reason::CANCEL),
+            Err(StreamError::Gone) => self.reset(Reason::INTERNAL_ERROR),
+        }
     }
 
     fn end(&mut self) -> Result<(), StreamError> {

@@ -536,3 +536,43 @@ def test_relative_directories_follow_chdir(site, server_factory):
     server = server_factory(APP, "--chdir", str(site), "--static", "/s=public")
     response = requests.get(url(server, "/s/plain.txt"))
     assert (response.status_code, response.content) == (200, PLAIN)
+
+
+@pytest.mark.skipif(CURL is None, reason="curl is not installed")
+def test_http2_streams_get_static_files_too(server, site, no_app_calls, tmp_path):
+    """The engine answers --static paths on HTTP/2 streams as on HTTP/1.1 (h2c here; the same
+    code serves h2 over TLS): headers, ranges, validators, HEAD, traversal, a large file."""
+
+    def curl(*args):
+        result = subprocess.run(
+            [CURL, "-sS", "--http2-prior-knowledge", "-D", "-", *args],
+            capture_output=True, timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    out = curl(url(server, "/static/plain.txt"))
+    assert out.startswith(b"HTTP/2 200 \r\n"), out[:200]
+    assert b"\r\ncontent-type: text/plain; charset=utf-8\r\n" in out
+    assert f"\r\ncache-control: {CACHE}\r\n".encode() in out
+    assert out.endswith(b"\r\n\r\n" + PLAIN)
+    etag = re.search(rb"\r\netag: ([^\r]+)\r\n", out).group(1).decode()
+
+    out = curl("-r", "3-6", url(server, "/static/plain.txt"))
+    assert out.startswith(b"HTTP/2 206 ") and out.endswith(b"\r\n\r\n3456")
+    assert b"\r\ncontent-range: bytes 3-6/10\r\n" in out
+    out = curl("-H", f"If-None-Match: {etag}", url(server, "/static/plain.txt"))
+    assert out.startswith(b"HTTP/2 304 ") and out.endswith(b"\r\n\r\n")
+    out = curl("-I", url(server, "/static/plain.txt"))
+    assert out.startswith(b"HTTP/2 200 ") and b"\r\ncontent-length: 10\r\n" in out
+    out = curl("--path-as-is", url(server, "/static/../secret.txt"))
+    assert out.startswith(b"HTTP/2 404 ") and SECRET not in out
+
+    big = tmp_path / "big.bin"
+    result = subprocess.run(
+        [CURL, "-sS", "--http2-prior-knowledge", "-o", str(big), "-w", "%{http_version} %{http_code}",
+         url(server, "/static/big.bin")],
+        capture_output=True, timeout=60,
+    )
+    assert result.stdout == b"2 200", result.stderr
+    assert big.read_bytes() == (site / "public" / "big.bin").read_bytes()
