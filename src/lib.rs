@@ -18,18 +18,21 @@
 //!   `fastcgi_pass` and `uwsgi_pass`), each a codec and a connection loop on the same
 //!   runtime as the HTTP engine;
 //! - [`server`]: listening sockets, the Python threads, start and graceful stop;
-//! - [`logging`]: the error log and the access log.
+//! - [`logging`] and [`access_log`]: the error log and the access log;
+//! - [`metrics`]: Prometheus counters in shared memory, served by the supervisor.
 //!
 //! Python threads run the app and hold the GIL only while they do; the tokio runtime does
 //! every socket read and write without it.
 
 #![deny(missing_docs)]
 
+pub mod access_log;
 pub mod cgi;
 pub mod fastcgi;
 pub mod gateway;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod server;
 pub mod uwsgi;
 pub mod wsgi;
@@ -80,9 +83,22 @@ fn http_limits(values: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<http
     Ok(limits)
 }
 
+/// Sets the error log's format and the access log's format (`--log-format`,
+/// `--access-logformat`), before anything is logged.
+fn set_log_formats(log_format: &str, access_log_format: Option<&str>) -> PyResult<()> {
+    let format = logging::LogFormat::parse(log_format).map_err(PyValueError::new_err)?;
+    access_log::set_format(access_log_format, format).map_err(PyValueError::new_err)?;
+    logging::set_format(format);
+    Ok(())
+}
+
 /// Serves `app` on `binds` in this process until interrupted (see `tidegate.serve`).
 #[pyfunction]
-#[pyo3(signature = (app, binds, threads, access_log, log_level, protocol = "http"))]
+#[pyo3(signature = (
+    app, binds, threads, access_log, log_level, protocol = "http", log_format = "text",
+    access_log_format = None
+))]
+#[allow(clippy::too_many_arguments)]
 fn serve(
     py: Python<'_>,
     app: Py<PyAny>,
@@ -91,7 +107,10 @@ fn serve(
     access_log: Option<String>,
     log_level: String,
     protocol: &str,
+    log_format: &str,
+    access_log_format: Option<&str>,
 ) -> PyResult<()> {
+    set_log_formats(log_format, access_log_format)?;
     if threads == 0 {
         return Err(PyValueError::new_err("threads must be at least 1"));
     }
@@ -119,7 +138,8 @@ fn serve(
 #[pyo3(signature = (
     loader, *, binds, threads, workers, access_log, log_level, timeout, graceful_timeout,
     max_requests, max_requests_jitter, max_rss, reload, pid_file, backlog, umask, hooks,
-    limits = None, protocol = "http"
+    limits = None, protocol = "http", log_format = "text", access_log_format = None,
+    metrics_bind = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn supervise(
@@ -142,7 +162,11 @@ fn supervise(
     hooks: std::collections::HashMap<String, Option<Py<PyAny>>>,
     limits: Option<&Bound<'_, pyo3::types::PyDict>>,
     protocol: &str,
+    log_format: &str,
+    access_log_format: Option<&str>,
+    metrics_bind: Option<String>,
 ) -> PyResult<i32> {
+    set_log_formats(log_format, access_log_format)?;
     if threads == 0 || workers == 0 {
         return Err(PyValueError::new_err(
             "threads and workers must be at least 1",
@@ -175,6 +199,7 @@ fn supervise(
         max_rss_mib: max_rss,
         reload,
         pid_file,
+        metrics_bind,
     };
     server::supervisor::run(py, loader, process_hooks, config)
 }
@@ -184,6 +209,33 @@ fn supervise(
 #[pyfunction]
 fn run_cgi(py: Python<'_>, app: Py<PyAny>) -> PyResult<bool> {
     cgi::run(py, app)
+}
+
+/// Raises ValueError naming the problem if `format` is not a valid access log format
+/// (`--access-logformat`): the message names the bad atom.
+#[pyfunction]
+fn check_access_log_format(format: &str) -> PyResult<()> {
+    access_log::AccessTemplate::compile(format, false)
+        .map(drop)
+        .map_err(PyValueError::new_err)
+}
+
+/// Writes `message` to the error log at `level` (`debug`, `info`, `warning`, `error`), in
+/// the log's format: for the Python side's own messages.
+#[pyfunction]
+fn log(level: &str, message: &str) -> PyResult<()> {
+    match level {
+        "debug" => tracing::debug!("{message}"),
+        "info" => tracing::info!("{message}"),
+        "warning" => tracing::warn!("{message}"),
+        "error" | "critical" => tracing::error!("{message}"),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown log level {other:?}"
+            )))
+        }
+    }
+    Ok(())
 }
 
 /// Raises ValueError naming the problem if `address` is not a valid bind address.
@@ -206,6 +258,8 @@ fn _tidegate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serve, m)?)?;
     m.add_function(wrap_pyfunction!(supervise, m)?)?;
     m.add_function(wrap_pyfunction!(check_bind, m)?)?;
+    m.add_function(wrap_pyfunction!(check_access_log_format, m)?)?;
+    m.add_function(wrap_pyfunction!(log, m)?)?;
     m.add_function(wrap_pyfunction!(run_cgi, m)?)?;
     Ok(())
 }

@@ -37,6 +37,8 @@ def serve(
     access_log: Optional[str],
     log_level: str,
     protocol: str = "http",
+    log_format: str = "text",
+    access_log_format: Optional[str] = None,
 ) -> None:
     """Serve ``app`` until a signal handler raises; re-raises that exception."""
 
@@ -60,6 +62,9 @@ def supervise(
     hooks: Dict[str, Optional[Callable[..., Any]]],
     limits: Optional[Dict[str, float]] = None,
     protocol: str = "http",
+    log_format: str = "text",
+    access_log_format: Optional[str] = None,
+    metrics_bind: Optional[str] = None,
 ) -> int:
     """Run the supervisor and its workers; return the exit status."""
 
@@ -68,3 +73,9 @@ def run_cgi(app: Callable[..., Any]) -> bool:
 
 def check_bind(address: str) -> None:
     """Raise ValueError naming the problem if ``address`` is not a valid bind address."""
+
+def check_access_log_format(format: str) -> None:
+    """Raise ValueError naming the bad atom if ``format`` is not a valid access log format."""
+
+def log(level: str, message: str) -> None:
+    """Write ``message`` to the error log at ``level``, in the log's format."""

@@ -21,7 +21,7 @@ use crate::http::conn::Socket;
 use crate::http::sink::{HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE};
 use crate::http::writer::{sendfile_all, OutQueue};
 use crate::http::ConnContext;
-use crate::logging::AccessEntry;
+use crate::access_log::AccessEntry;
 use crate::uwsgi::codec;
 
 /// How long a new connection may take to send its request packet.
@@ -128,11 +128,11 @@ impl<S: Socket> Connection<S> {
 
     async fn serve_request(&mut self, request: CgiRequest, length: u64) -> io::Result<ResponseEnd> {
         let started = Instant::now();
-        let access = self
+        let mut access = self
             .ctx
             .access_log
-            .is_some()
-            .then(|| AccessEntry::from_cgi(&request));
+            .as_ref()
+            .map(|log| log.entry_from_cgi(&request));
         let (body, mut pump) = if length == 0 {
             (RequestBody::Empty, BodyPump::none())
         } else if self.buf.len() as u64 >= length {
@@ -176,7 +176,7 @@ impl<S: Socket> Connection<S> {
                     let Some(event) = event else {
                         break ResponseEnd::Aborted;
                     };
-                    if let Some(end) = self.apply(event, &mut status, &mut body_bytes).await? {
+                    if let Some(end) = self.apply(event, &mut status, &mut body_bytes, &mut access).await? {
                         break end;
                     }
                     // Write what the app produced before waiting for more (no delay of a
@@ -191,6 +191,7 @@ impl<S: Socket> Connection<S> {
         self.out
             .flush(&mut self.stream, self.ctx.limits.write_timeout)
             .await?;
+        crate::metrics::response_since(status, started);
         if let (Some(log), Some(entry)) = (&self.ctx.access_log, access) {
             log.write(&entry, status, body_bytes, started.elapsed());
         }
@@ -202,7 +203,13 @@ impl<S: Socket> Connection<S> {
         event: ResponseEvent,
         status: &mut u16,
         body_bytes: &mut u64,
+        access: &mut Option<AccessEntry>,
     ) -> io::Result<Option<ResponseEnd>> {
+        if let (Some(access), ResponseEvent::Head(head) | ResponseEvent::Complete { head, .. }) =
+            (access.as_mut(), &event)
+        {
+            access.capture_response(head);
+        }
         match event {
             ResponseEvent::Head(head) => {
                 *status = head.status;
