@@ -377,8 +377,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             parser.error(f"argument --access-logformat: {error}")
     if options.metrics_bind is not None:
         try:
-            if options.metrics_bind.startswith("unix:"):
-                raise ValueError("must be HOST:PORT (TCP)")
+            host, colon, port = options.metrics_bind.rpartition(":")
+            if options.metrics_bind.startswith("unix:") or not colon or not host or not port.isdigit():
+                raise ValueError(f"{options.metrics_bind!r} must be HOST:PORT (TCP)")
             check_bind(options.metrics_bind)
         except ValueError as error:
             parser.error(f"argument --metrics-bind: {error}")
