@@ -180,3 +180,4 @@ where
         .fetch_add(u64::try_from(waited).unwrap_or(u64::MAX), Ordering::Relaxed);
     value
 }
+
