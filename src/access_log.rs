@@ -299,7 +299,10 @@ impl AccessEntry {
         if let Some(user) = &self.remote_user {
             return Some(user.to_vec());
         }
-        let header = self.request_headers.get(self.template.authorization?)?.as_ref()?;
+        let header = self
+            .request_headers
+            .get(self.template.authorization?)?
+            .as_ref()?;
         let text = std::str::from_utf8(header).ok()?.trim();
         let (scheme, credentials) = text.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") {
@@ -684,7 +687,12 @@ mod tests {
         };
         let headers: Vec<(Bytes, Bytes)> = headers
             .iter()
-            .map(|(n, v)| (Bytes::from_static(n.as_bytes()), Bytes::from_static(v.as_bytes())))
+            .map(|(n, v)| {
+                (
+                    Bytes::from_static(n.as_bytes()),
+                    Bytes::from_static(v.as_bytes()),
+                )
+            })
             .collect();
         log.entry(
             &Bytes::from_static(b"GET"),
@@ -734,7 +742,11 @@ mod tests {
         };
         plain.capture_response(&head);
         assert!(plain.response_headers.is_empty());
-        let mut named = entry("%({x-trace}o)s %({Content-Length}o)s %({none}o)s", false, &[]);
+        let mut named = entry(
+            "%({x-trace}o)s %({Content-Length}o)s %({none}o)s",
+            false,
+            &[],
+        );
         named.capture_response(&head);
         assert_eq!(render(&named, false), "t1 5 -");
     }
@@ -742,7 +754,11 @@ mod tests {
     #[test]
     fn json_lines_use_the_same_atoms() {
         let line = render(
-            &entry("%(h)s %(s)s %(b)s %(u)s %(q)s %({x-id}i)s %(L)s", true, &[("x-id", "a\"b")]),
+            &entry(
+                "%(h)s %(s)s %(b)s %(u)s %(q)s %({x-id}i)s %(L)s",
+                true,
+                &[("x-id", "a\"b")],
+            ),
             true,
         );
         assert!(line.starts_with(r#"{"timestamp":"20"#), "{line}");

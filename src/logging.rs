@@ -35,7 +35,9 @@ impl LogFormat {
         match name {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            other => Err(format!("unknown log format {other:?}: expected text or json")),
+            other => Err(format!(
+                "unknown log format {other:?}: expected text or json"
+            )),
         }
     }
 }
@@ -264,7 +266,9 @@ pub fn format_time(time: SystemTime, style: TimeStyle) -> String {
     let (hour, minute, second) = (rest / 3600, rest % 3600 / 60, rest % 60);
     match style {
         TimeStyle::Iso => {
-            let millis = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_millis());
+            let millis = time
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_millis());
             format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z")
         }
         TimeStyle::ErrorLog => {

@@ -25,7 +25,7 @@ use crate::http::sink::{
 };
 use crate::http::writer::{sendfile_all, OutQueue};
 use crate::http::ConnContext;
-use crate::access_log::AccessEntry;
+use crate::logging::AccessEntry;
 
 /// Largest parameter stream accepted for one request (nginx sends a few KiB).
 const MAX_PARAMS: usize = 1024 * 1024;

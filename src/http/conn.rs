@@ -27,7 +27,7 @@ use crate::http::response::{
 use crate::http::sink::{HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE};
 use crate::http::writer::OutQueue;
 use crate::http::ConnContext;
-use crate::access_log::AccessEntry;
+use crate::logging::AccessEntry;
 
 /// How long an idle connection waits for a last request while the server stops.
 const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);

@@ -92,8 +92,7 @@ impl Endpoint {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    if self.scrapes.len() >= MAX_SCRAPES || stream.set_nonblocking(true).is_err()
-                    {
+                    if self.scrapes.len() >= MAX_SCRAPES || stream.set_nonblocking(true).is_err() {
                         continue; // dropped: closed at once
                     }
                     self.scrapes.push(Scrape {
@@ -157,8 +156,8 @@ impl Scrape {
 
 /// The full response to `request` once its head is complete (`None`: not yet).
 fn answer(request: &[u8], region: &Region, workers: usize) -> Option<Vec<u8>> {
-    let complete = request.windows(4).any(|w| w == b"\r\n\r\n")
-        || request.windows(2).any(|w| w == b"\n\n");
+    let complete =
+        request.windows(4).any(|w| w == b"\r\n\r\n") || request.windows(2).any(|w| w == b"\n\n");
     if !complete && request.len() <= MAX_REQUEST {
         return None;
     }
@@ -167,7 +166,10 @@ fn answer(request: &[u8], region: &Region, workers: usize) -> Option<Vec<u8>> {
     }
     let line = request.split(|&b| b == b'\n').next().unwrap_or_default();
     let mut parts = line.trim_ascii().split(|&b| b == b' ');
-    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, target) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     let path = target.split(|&b| b == b'?').next().unwrap_or_default();
     Some(match (method, path) {
         (b"GET" | b"HEAD", b"/metrics") => {
@@ -211,6 +213,8 @@ mod tests {
         let post = answer(b"POST /metrics HTTP/1.1\r\n\r\n", &region, 1).unwrap();
         assert!(post.starts_with(b"HTTP/1.1 405 "));
         let huge = vec![b'a'; MAX_REQUEST + 1];
-        assert!(answer(&huge, &region, 1).unwrap().starts_with(b"HTTP/1.1 431 "));
+        assert!(answer(&huge, &region, 1)
+            .unwrap()
+            .starts_with(b"HTTP/1.1 431 "));
     }
 }

@@ -180,4 +180,3 @@ where
         .fetch_add(u64::try_from(waited).unwrap_or(u64::MAX), Ordering::Relaxed);
     value
 }
-

@@ -15,8 +15,8 @@ use super::RestartReason;
 /// Upper bounds of the latency histogram buckets, in microseconds (the last bucket,
 /// `+Inf`, is implicit). Prometheus' usual web latencies, 1 ms to 30 s.
 pub const LATENCY_BOUNDS_US: [u64; 14] = [
-    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
-    2_500_000, 5_000_000, 10_000_000, 30_000_000,
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000, 30_000_000,
 ];
 
 /// The counters of one process. Aligned to two cache lines so two workers never write the
@@ -238,7 +238,10 @@ mod tests {
         assert_eq!(region.reserve(), None);
         region.slot(first).record_response(200, Duration::ZERO);
         region.slot(first).in_flight.fetch_add(3, Ordering::Relaxed);
-        region.slot(second).bytes_out.fetch_add(10, Ordering::Relaxed);
+        region
+            .slot(second)
+            .bytes_out
+            .fetch_add(10, Ordering::Relaxed);
         region.supervisor_slot().restarts[RestartReason::Crash as usize]
             .fetch_add(1, Ordering::Relaxed);
         let before = region.totals();

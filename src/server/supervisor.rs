@@ -153,9 +153,9 @@ pub fn run(
 
     // Before any fork, so every worker inherits the shared counters.
     let metrics = match &config.metrics_bind {
-        Some(address) => Some(
-            crate::metrics::Hub::start(address, config.workers).map_err(PyOSError::new_err)?,
-        ),
+        Some(address) => {
+            Some(crate::metrics::Hub::start(address, config.workers).map_err(PyOSError::new_err)?)
+        }
         None => None,
     };
 
@@ -433,9 +433,7 @@ impl Supervisor<'_> {
         let age = self.started_workers;
         let metrics_slot = self.metrics.as_mut().and_then(|hub| hub.reserve());
         let os = py.import("os")?;
-        let forked = os
-            .call_method0("fork")
-            .and_then(|pid| pid.extract::<i32>());
+        let forked = os.call_method0("fork").and_then(|pid| pid.extract::<i32>());
         let pid = match forked {
             Ok(pid) => pid,
             Err(error) => {

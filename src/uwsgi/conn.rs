@@ -21,7 +21,7 @@ use crate::http::conn::Socket;
 use crate::http::sink::{HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE};
 use crate::http::writer::{sendfile_all, OutQueue};
 use crate::http::ConnContext;
-use crate::access_log::AccessEntry;
+use crate::logging::AccessEntry;
 use crate::uwsgi::codec;
 
 /// How long a new connection may take to send its request packet.
