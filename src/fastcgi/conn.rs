@@ -88,6 +88,7 @@ impl<S: Socket> Connection<S> {
                     "FastCGI request for role {} refused: tidegate is a responder",
                     begin.role
                 );
+                crate::metrics::refused();
                 self.end_request(id, codec::UNKNOWN_ROLE).await?;
             } else {
                 match self.read_params(id).await? {
@@ -275,6 +276,7 @@ impl<S: Socket> Connection<S> {
         };
         if !self.ctx.dispatch(exchange) {
             tracing::info!("FastCGI request refused: the server is shutting down");
+            crate::metrics::refused();
             return Ok(false);
         }
         let mut response = ResponseState {

@@ -94,6 +94,7 @@ impl<S: Socket> Connection<S> {
                 "uwsgi packet with modifier1 {} refused: only WSGI requests (0) are served",
                 packet.modifier1
             );
+            crate::metrics::refused();
             return Ok(ResponseEnd::Aborted);
         }
         let request = CgiRequest { vars: packet.vars };
@@ -101,6 +102,7 @@ impl<S: Socket> Connection<S> {
             Ok(length) => length.unwrap_or(0),
             Err(why) => {
                 tracing::info!("Bad uwsgi request: {why} (answered 400)");
+                crate::metrics::refused();
                 self.bad_request().await?;
                 return Ok(ResponseEnd::Complete);
             }
@@ -165,6 +167,7 @@ impl<S: Socket> Connection<S> {
         };
         if !self.ctx.dispatch(exchange) {
             tracing::info!("uwsgi request refused: the server is shutting down");
+            crate::metrics::refused();
             return Ok(ResponseEnd::Aborted);
         }
         let mut status = 0;

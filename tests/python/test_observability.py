@@ -402,3 +402,34 @@ def test_the_endpoint_answers_only_metrics(server_factory):
     with socket.create_connection((server.host, int(url.split(":")[2].split("/")[0])), timeout=5):
         samples, _ = scrape(url)
         assert value(samples, "tidegate_workers") == 1
+
+
+def test_metrics_behind_a_front_server(server_factory):
+    from gateway_clients import FcgiReader, cgi_params, read_to_close, request_records, uwsgi_packet
+
+    fcgi = server_factory("obs_apps", "--protocol", "fastcgi", "--metrics-bind", "127.0.0.1:0")
+    url = metrics_url(fcgi)
+    records = request_records(1, cgi_params(path="/status/404"))
+    sock = fcgi.connect()
+    sock.sendall(records)
+    FcgiReader(sock).response(1)
+    sock.close()
+    samples = wait_until(
+        lambda: (lambda s: s if value(s, "tidegate_connections_open") == 0 else None)(scrape(url)[0]),
+        5, "the connection to close", fcgi.log)
+    assert value(samples, "tidegate_requests_total", code="4xx") == 1
+    assert value(samples, "tidegate_received_bytes_total") == len(records)
+    check_histogram(samples, 1)
+
+    uwsgi = server_factory("obs_apps", "--protocol", "uwsgi", "--metrics-bind", "127.0.0.1:0")
+    url = metrics_url(uwsgi)
+    packet = uwsgi_packet(cgi_params(path="/status/201"))
+    sock = uwsgi.connect()
+    sock.sendall(packet)
+    response = read_to_close(sock)
+    assert response.startswith(b"HTTP/1.1 201 ") or response.startswith(b"HTTP/1.0 201 "), response[:40]
+    samples = wait_until(
+        lambda: (lambda s: s if value(s, "tidegate_connections_open") == 0 else None)(scrape(url)[0]),
+        5, "the connection to close", uwsgi.log)
+    assert value(samples, "tidegate_requests_total", code="2xx") == 1
+    assert value(samples, "tidegate_sent_bytes_total") == len(response)
