@@ -16,7 +16,7 @@ $(VENV)/bin/python:
 
 $(VENV)/.deps: pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q "maturin>=1.9.4,<2" "pytest>=7" pytest-timeout requests flask django mypy
+	$(VENV)/bin/python -m pip install -q "maturin>=1.9.4,<2" "pytest>=7" pytest-timeout requests flask django mypy prometheus-client
 	touch $@
 
 ## system-deps: what the tests run besides Python (Debian, as root): strace for the sendfile

@@ -22,7 +22,7 @@ for version in "$@"; do
     echo "=== CPython $version ($python)"
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
     "$venv/bin/python" -m pip install -q --upgrade pip
-    "$venv/bin/python" -m pip install -q "maturin>=1.9.4,<2" "pytest>=7" pytest-timeout requests flask django
+    "$venv/bin/python" -m pip install -q "maturin>=1.9.4,<2" "pytest>=7" pytest-timeout requests flask django prometheus-client
     VIRTUAL_ENV="$PWD/$venv" CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
         "$venv/bin/maturin" develop --release -q
     "$venv/bin/python" -m pytest -q tests/python

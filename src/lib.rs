@@ -22,18 +22,22 @@
 //! - [`server`]: listening sockets, the Python threads, start and graceful stop;
 //! - [`static_files`]: `--static` files answered by the engine without the app;
 //! - [`logging`]: the error log and the access log.
+//! - [`logging`] and [`access_log`]: the error log and the access log;
+//! - [`metrics`]: Prometheus counters in shared memory, served by the supervisor.
 //!
 //! Python threads run the app and hold the GIL only while they do; the tokio runtime does
 //! every socket read and write without it.
 
 #![deny(missing_docs)]
 
+pub mod access_log;
 pub mod cgi;
 pub mod fastcgi;
 pub mod gateway;
 pub mod http;
 pub mod http2;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod static_files;
@@ -205,9 +209,21 @@ fn tls_settings(
     }))
 }
 
+/// Sets the error log's format and the access log's format (`--log-format`,
+/// `--access-logformat`), before anything is logged.
+fn set_log_formats(log_format: &str, access_log_format: Option<&str>) -> PyResult<()> {
+    let format = logging::LogFormat::parse(log_format).map_err(PyValueError::new_err)?;
+    access_log::set_format(access_log_format, format).map_err(PyValueError::new_err)?;
+    logging::set_format(format);
+    Ok(())
+}
+
 /// Serves `app` on `binds` in this process until interrupted (see `tidegate.serve`).
 #[pyfunction]
-#[pyo3(signature = (app, binds, threads, access_log, log_level, protocol = "http", proxy = None))]
+#[pyo3(signature = (
+    app, binds, threads, access_log, log_level, protocol = "http", proxy = None,
+    log_format = "text", access_log_format = None
+))]
 #[allow(clippy::too_many_arguments)]
 fn serve(
     py: Python<'_>,
@@ -218,7 +234,10 @@ fn serve(
     log_level: String,
     protocol: &str,
     proxy: Option<&Bound<'_, pyo3::types::PyDict>>,
+    log_format: &str,
+    access_log_format: Option<&str>,
 ) -> PyResult<()> {
+    set_log_formats(log_format, access_log_format)?;
     if threads == 0 {
         return Err(PyValueError::new_err("threads must be at least 1"));
     }
@@ -251,7 +270,8 @@ fn serve(
     loader, *, binds, threads, workers, access_log, log_level, timeout, graceful_timeout,
     max_requests, max_requests_jitter, max_rss, reload, pid_file, backlog, umask, hooks,
     limits = None, protocol = "http", static_files = None, static_cache_control = None,
-    proxy = None, tls = None, http = "auto"
+    proxy = None, tls = None, http = "auto", log_format = "text", access_log_format = None,
+    metrics_bind = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn supervise(
@@ -279,7 +299,11 @@ fn supervise(
     proxy: Option<&Bound<'_, pyo3::types::PyDict>>,
     tls: Option<&Bound<'_, pyo3::types::PyDict>>,
     http: &str,
+    log_format: &str,
+    access_log_format: Option<&str>,
+    metrics_bind: Option<String>,
 ) -> PyResult<i32> {
+    set_log_formats(log_format, access_log_format)?;
     if threads == 0 || workers == 0 {
         return Err(PyValueError::new_err(
             "threads and workers must be at least 1",
@@ -317,6 +341,7 @@ fn supervise(
         max_rss_mib: max_rss,
         reload,
         pid_file,
+        metrics_bind,
     };
     server::supervisor::run(py, loader, process_hooks, config)
 }
@@ -326,6 +351,33 @@ fn supervise(
 #[pyfunction]
 fn run_cgi(py: Python<'_>, app: Py<PyAny>) -> PyResult<bool> {
     cgi::run(py, app)
+}
+
+/// Raises ValueError naming the problem if `format` is not a valid access log format
+/// (`--access-logformat`): the message names the bad atom.
+#[pyfunction]
+fn check_access_log_format(format: &str) -> PyResult<()> {
+    access_log::AccessTemplate::compile(format, false)
+        .map(drop)
+        .map_err(PyValueError::new_err)
+}
+
+/// Writes `message` to the error log at `level` (`debug`, `info`, `warning`, `error`), in
+/// the log's format: for the Python side's own messages.
+#[pyfunction]
+fn log(level: &str, message: &str) -> PyResult<()> {
+    match level {
+        "debug" => tracing::debug!("{message}"),
+        "info" => tracing::info!("{message}"),
+        "warning" => tracing::warn!("{message}"),
+        "error" | "critical" => tracing::error!("{message}"),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown log level {other:?}"
+            )))
+        }
+    }
+    Ok(())
 }
 
 /// Raises ValueError naming the problem if `address` is not a valid bind address.
@@ -358,6 +410,8 @@ fn _tidegate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(supervise, m)?)?;
     m.add_function(wrap_pyfunction!(check_bind, m)?)?;
     m.add_function(wrap_pyfunction!(check_proxy, m)?)?;
+    m.add_function(wrap_pyfunction!(check_access_log_format, m)?)?;
+    m.add_function(wrap_pyfunction!(log, m)?)?;
     m.add_function(wrap_pyfunction!(run_cgi, m)?)?;
     Ok(())
 }

@@ -1,23 +1,63 @@
-//! The error log (stderr, through `tracing`) and the access log.
+//! The error log (stderr, through `tracing`); the access log is in [`crate::access_log`].
 //!
 //! The error log reads like gunicorn's, so people and log shippers that know it need no
-//! new parser: `[2026-11-21 07:10:19 +0000] [1234] [INFO] Listening at: ...`. The level can
-//! change between servers in one process (the Python API), so it is an atomic checked per
-//! event rather than a filter fixed at start.
+//! new parser: `[2026-11-21 07:10:19 +0000] [1234] [INFO] Listening at: ...`. With
+//! `--log-format json` each event is instead one JSON object on one line (`timestamp`,
+//! `level`, `pid`, `message`, and the event's other fields), tracebacks included, for log
+//! pipelines. The level and format can change between servers in one process (the Python
+//! API), so they are atomics checked per event rather than a filter fixed at start.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
-use crate::gateway::{CgiRequest, Peer, Protocol};
+pub use crate::access_log::{AccessEntry, AccessLog};
+
+/// How error log lines (and access log lines) are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// gunicorn's readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// Parses `text` or `json`.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log format {other:?}: expected text or json"
+            )),
+        }
+    }
+}
+
+/// 0 text, 1 json.
+static FORMAT: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the error log's format for the events logged from now on.
+pub fn set_format(format: LogFormat) {
+    FORMAT.store(u8::from(format == LogFormat::Json), Ordering::Relaxed);
+}
+
+/// The error log's format.
+pub fn format() -> LogFormat {
+    if FORMAT.load(Ordering::Relaxed) == 1 {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    }
+}
 
 /// 0 debug, 1 info, 2 warning, 3 error, 4 critical.
 static THRESHOLD: AtomicU8 = AtomicU8::new(1);
@@ -69,37 +109,142 @@ impl<S: Subscriber> Layer<S> for ErrorLog {
     }
 
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        let mut message = MessageVisitor(String::new());
-        event.record(&mut message);
+        let mut fields = FieldVisitor::default();
+        event.record(&mut fields);
         let level = match *event.metadata().level() {
             Level::TRACE | Level::DEBUG => "DEBUG",
             Level::INFO => "INFO",
             Level::WARN => "WARNING",
             Level::ERROR => "ERROR",
         };
-        let line = format!(
-            "[{}] [{}] [{}] {}\n",
-            format_time(SystemTime::now(), TimeStyle::ErrorLog),
-            std::process::id(),
-            level,
-            message.0
-        );
+        let now = SystemTime::now();
+        let mut line = String::with_capacity(fields.message.len() + 64);
+        match format() {
+            LogFormat::Text => {
+                let _ = write!(
+                    line,
+                    "[{}] [{}] [{}] {}",
+                    format_time(now, TimeStyle::ErrorLog),
+                    std::process::id(),
+                    level,
+                    fields.message
+                );
+                for (name, value) in &fields.others {
+                    let _ = write!(line, " {name}={}", value.as_text());
+                }
+            }
+            LogFormat::Json => {
+                line.push_str("{\"timestamp\":");
+                json_string(&mut line, &format_time(now, TimeStyle::Iso));
+                let _ = write!(
+                    line,
+                    ",\"level\":\"{level}\",\"pid\":{},\"message\":",
+                    std::process::id()
+                );
+                json_string(&mut line, &fields.message);
+                let target = event.metadata().target();
+                if !target.starts_with("_tidegate") && !target.starts_with("tidegate") {
+                    line.push_str(",\"logger\":");
+                    json_string(&mut line, target);
+                }
+                for (name, value) in &fields.others {
+                    line.push(',');
+                    json_string(&mut line, name);
+                    line.push(':');
+                    value.push_json(&mut line);
+                }
+                line.push('}');
+            }
+        }
+        line.push('\n');
         let mut stderr = io::stderr().lock();
         let _ = stderr.write_all(line.as_bytes());
         let _ = stderr.flush();
     }
 }
 
-struct MessageVisitor(String);
+/// A field value, kept typed so JSON lines carry numbers as numbers.
+enum FieldValue {
+    Text(String),
+    Debug(String),
+    Raw(String),
+}
 
-impl Visit for MessageVisitor {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.0, "{value:?}");
-        } else {
-            let _ = write!(self.0, " {}={value:?}", field.name());
+impl FieldValue {
+    fn as_text(&self) -> String {
+        match self {
+            FieldValue::Text(text) => format!("{text:?}"),
+            FieldValue::Debug(text) | FieldValue::Raw(text) => text.clone(),
         }
     }
+
+    fn push_json(&self, out: &mut String) {
+        match self {
+            FieldValue::Text(text) | FieldValue::Debug(text) => json_string(out, text),
+            FieldValue::Raw(text) => out.push_str(text),
+        }
+    }
+}
+
+#[derive(Default)]
+struct FieldVisitor {
+    message: String,
+    others: Vec<(&'static str, FieldValue)>,
+}
+
+impl Visit for FieldVisitor {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            self.others
+                .push((field.name(), FieldValue::Debug(format!("{value:?}"))));
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            self.others
+                .push((field.name(), FieldValue::Text(value.to_string())));
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.others
+            .push((field.name(), FieldValue::Raw(value.to_string())));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.others
+            .push((field.name(), FieldValue::Raw(value.to_string())));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.others
+            .push((field.name(), FieldValue::Raw(value.to_string())));
+    }
+}
+
+/// Appends `text` as a JSON string (quotes, backslashes and control characters escaped,
+/// so a traceback stays on one line).
+pub fn json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// How a timestamp is written.
@@ -109,6 +254,8 @@ pub enum TimeStyle {
     ErrorLog,
     /// `21/Nov/2026:07:10:19 +0000` (Common Log Format)
     AccessLog,
+    /// `2026-11-21T07:10:19.042Z` (RFC 3339, UTC, milliseconds)
+    Iso,
 }
 
 /// Formats a UTC timestamp.
@@ -118,6 +265,12 @@ pub fn format_time(time: SystemTime, style: TimeStyle) -> String {
     let rest = secs % 86_400;
     let (hour, minute, second) = (rest / 3600, rest % 3600 / 60, rest % 60);
     match style {
+        TimeStyle::Iso => {
+            let millis = time
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_millis());
+            format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z")
+        }
         TimeStyle::ErrorLog => {
             format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} +0000")
         }
@@ -129,6 +282,25 @@ pub fn format_time(time: SystemTime, style: TimeStyle) -> String {
             format!("{day:02}/{name}/{year:04}:{hour:02}:{minute:02}:{second:02} +0000")
         }
     }
+}
+
+thread_local! {
+    /// The last second formatted for the access log on this thread, and its text: a busy
+    /// server writes many lines per second, and formatting a date each time is wasted.
+    static ACCESS_TIME: std::cell::RefCell<(u64, String)> =
+        const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Appends `time` in the access log's style (`21/Nov/2026:07:10:19 +0000`).
+pub fn push_access_time(out: &mut String, time: SystemTime) {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    ACCESS_TIME.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != secs {
+            *cache = (secs, format_time(time, TimeStyle::AccessLog));
+        }
+        out.push_str(&cache.1);
+    });
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
@@ -146,150 +318,10 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-/// The access log: a line per request, to standard output or a file.
-pub struct AccessLog {
-    target: String,
-    out: Mutex<Box<dyn Write + Send>>,
-}
-
-/// What the access log records of a request, captured when it arrives.
-pub struct AccessEntry {
-    client: String,
-    request_line: String,
-    referer: String,
-    user_agent: String,
-}
-
-impl AccessEntry {
-    /// Captures the request's fields for the access log.
-    pub fn new(
-        method: &Bytes,
-        target: &Bytes,
-        protocol: Protocol,
-        headers: &[(Bytes, Bytes)],
-        peer: &Peer,
-    ) -> Self {
-        let field = |name: &[u8]| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map_or_else(|| "-".to_string(), |(_, v)| escape(v))
-        };
-        AccessEntry {
-            client: match peer {
-                Peer::Tcp(addr) => addr.ip().to_canonical().to_string(),
-                Peer::Unix => "unix".to_string(),
-            },
-            request_line: format!(
-                "{} {} {}",
-                escape(method),
-                escape(target),
-                protocol.as_str()
-            ),
-            referer: field(b"referer"),
-            user_agent: field(b"user-agent"),
-        }
-    }
-}
-
-impl AccessEntry {
-    /// Captures the fields of a request a front server described (FastCGI, uwsgi): the
-    /// client is `REMOTE_ADDR`, the request line `REQUEST_METHOD REQUEST_URI
-    /// SERVER_PROTOCOL`.
-    pub fn from_cgi(request: &CgiRequest) -> Self {
-        let field = |name: &str| request.get(name).map_or_else(|| "-".to_string(), escape);
-        let uri = match request.get("REQUEST_URI") {
-            Some(uri) => escape(uri),
-            None => escape(
-                request
-                    .label()
-                    .split_once(' ')
-                    .map_or("", |(_, uri)| uri)
-                    .as_bytes(),
-            ),
-        };
-        AccessEntry {
-            client: field("REMOTE_ADDR"),
-            request_line: format!(
-                "{} {} {}",
-                escape(request.method()),
-                uri,
-                field("SERVER_PROTOCOL")
-            ),
-            referer: field("HTTP_REFERER"),
-            user_agent: field("HTTP_USER_AGENT"),
-        }
-    }
-}
-
-/// Makes a client-supplied value safe to put in one log line between quotes.
-fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        match b {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(char::from(b)),
-            _ => {
-                let _ = write!(out, "\\x{b:02x}");
-            }
-        }
-    }
-    out
-}
-
-impl AccessLog {
-    /// Opens the access log: `-` is standard output, anything else a file appended to.
-    pub fn open(target: &str) -> io::Result<Self> {
-        Ok(AccessLog {
-            target: target.to_string(),
-            out: Mutex::new(Self::writer(target)?),
-        })
-    }
-
-    fn writer(target: &str) -> io::Result<Box<dyn Write + Send>> {
-        Ok(if target == "-" {
-            Box::new(io::stdout())
-        } else {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(target)?;
-            Box::new(io::LineWriter::new(file))
-        })
-    }
-
-    /// Opens the file again (after logrotate moved it away).
-    pub fn reopen(&self) -> io::Result<()> {
-        if self.target != "-" {
-            let fresh = Self::writer(&self.target)?;
-            *self.out.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
-        }
-        Ok(())
-    }
-
-    /// Writes the line of a finished request.
-    pub fn write(&self, entry: &AccessEntry, status: u16, body_bytes: u64, elapsed: Duration) {
-        let line = format!(
-            "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\" {:.6}\n",
-            entry.client,
-            format_time(SystemTime::now(), TimeStyle::AccessLog),
-            entry.request_line,
-            status,
-            body_bytes,
-            entry.referer,
-            entry.user_agent,
-            elapsed.as_secs_f64()
-        );
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = out.write_all(line.as_bytes());
-        let _ = out.flush();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn calendar_dates() {
@@ -312,7 +344,19 @@ mod tests {
     }
 
     #[test]
-    fn escaping_keeps_lines_whole() {
-        assert_eq!(escape(b"a\"b\nc\xe9"), "a\\\"b\\x0ac\\xe9");
+    fn json_strings_stay_on_one_line() {
+        let mut out = String::new();
+        json_string(&mut out, "a\"b\\c\nd\u{1}é");
+        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+    }
+
+    #[test]
+    fn iso_timestamps() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_245_019_042);
+        assert_eq!(format_time(t, TimeStyle::Iso), "2026-11-21T07:10:19.042Z");
+        let mut out = String::new();
+        push_access_time(&mut out, t);
+        push_access_time(&mut out, t);
+        assert_eq!(out, "21/Nov/2026:07:10:19 +000021/Nov/2026:07:10:19 +0000");
     }
 }

@@ -6,8 +6,10 @@ __all__ = [
     "ClientDisconnected",
     "FileWrapper",
     "__version__",
+    "check_access_log_format",
     "check_bind",
     "check_proxy",
+    "log",
     "run_cgi",
     "serve",
     "supervise",
@@ -39,6 +41,8 @@ def serve(
     log_level: str,
     protocol: str = "http",
     proxy: Optional[Dict[str, Any]] = None,
+    log_format: str = "text",
+    access_log_format: Optional[str] = None,
 ) -> None:
     """Serve ``app`` until a signal handler raises; re-raises that exception."""
 
@@ -67,6 +71,9 @@ def supervise(
     proxy: Optional[Dict[str, Any]] = None,
     tls: Optional[Dict[str, Optional[str]]] = None,
     http: str = "auto",
+    log_format: str = "text",
+    access_log_format: Optional[str] = None,
+    metrics_bind: Optional[str] = None,
 ) -> int:
     """Run the supervisor and its workers; return the exit status."""
 
@@ -78,3 +85,9 @@ def check_bind(address: str) -> None:
 
 def check_proxy(proxy: Dict[str, Any], protocol: str = "http") -> None:
     """Raise ValueError naming the option if the proxy settings are invalid for ``protocol``."""
+
+def check_access_log_format(format: str) -> None:
+    """Raise ValueError naming the bad atom if ``format`` is not a valid access log format."""
+
+def log(level: str, message: str) -> None:
+    """Write ``message`` to the error log at ``level``, in the log's format."""

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, List, Optional, Sequence
 
 from tidegate import DEFAULT_BIND, LOG_LEVELS, PROTOCOLS, __version__, run_cgi
-from tidegate._tidegate import check_bind, check_proxy, supervise
+from tidegate._tidegate import check_access_log_format, check_bind, check_proxy, log, supervise
 from tidegate.loader import AppLoadError, check_findable, load_app
 
 EXIT_SERVER_ERROR = 1
@@ -279,6 +279,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write the access log to FILE ('-' for standard output); implies --access-log",
     )
+    parser.add_argument(
+        "--access-logformat",
+        metavar="FORMAT",
+        default=None,
+        help="access log line format, with gunicorn's atoms: h l u t r m U q H s B b f a T M D L p, "
+        "%%({header}i)s, %%({header}o)s, %%({variable}e)s (default gunicorn's: "
+        "'%%(h)s %%(l)s %%(u)s %%(t)s \"%%(r)s\" %%(s)s %%(b)s \"%%(f)s\" \"%%(a)s\"')",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="text: gunicorn's readable lines; json: one JSON object per line, for both the "
+        "error log and the access log (the access log's keys are its format's atoms) "
+        "(default text)",
+    )
+    parser.add_argument(
+        "--metrics-bind",
+        metavar="HOST:PORT",
+        default=None,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics, summed over the workers "
+        "(default: off)",
+    )
     parser.add_argument("--version", action="version", version=f"tidegate {__version__}")
     from tidegate.config import add_config_options
 
@@ -516,6 +539,19 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     parser = build_parser()
     tls = _tls_options(parser, options, launch_dir)
+    if options.access_logformat is not None:
+        try:
+            check_access_log_format(options.access_logformat)
+        except ValueError as error:
+            parser.error(f"argument --access-logformat: {error}")
+    if options.metrics_bind is not None:
+        try:
+            host, colon, port = options.metrics_bind.rpartition(":")
+            if options.metrics_bind.startswith("unix:") or not colon or not host or not port.isdigit():
+                raise ValueError(f"{options.metrics_bind!r} must be HOST:PORT (TCP)")
+            check_bind(options.metrics_bind)
+        except ValueError as error:
+            parser.error(f"argument --metrics-bind: {error}")
     if options.reload and options.preload:
         parser.error("--reload cannot be used with --preload (a preloaded app cannot be re-imported)")
 
@@ -580,6 +616,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             proxy=proxy,
             tls=tls,
             http=options.http,
+            log_format=options.log_format,
+            access_log_format=options.access_logformat,
+            metrics_bind=options.metrics_bind,
         )
     except ValueError as error:
         if not str(error).startswith("--static"):
@@ -610,5 +649,6 @@ def _load_in_worker(spec: str) -> Callable[..., Any]:
     try:
         return load_app(spec)
     except AppLoadError as error:
-        print(f"tidegate: error: {error}", file=sys.stderr)
+        # Through the error log, so --log-format json keeps one JSON object per line.
+        log("error", f"tidegate: error: {error}")
         raise SystemExit(EXIT_APP_LOAD_ERROR) from None

@@ -88,6 +88,7 @@ impl<S: Socket> Connection<S> {
                     "FastCGI request for role {} refused: tidegate is a responder",
                     begin.role
                 );
+                crate::metrics::refused();
                 self.end_request(id, codec::UNKNOWN_ROLE).await?;
             } else {
                 match self.read_params(id).await? {
@@ -251,8 +252,8 @@ impl<S: Socket> Connection<S> {
         let access = self
             .ctx
             .access_log
-            .is_some()
-            .then(|| AccessEntry::from_cgi(&request));
+            .as_ref()
+            .map(|log| log.entry_from_cgi(&request));
         let (body, mut pump) = match self.buffered_body(id) {
             Some(body) if body.is_empty() => (RequestBody::Empty, StdinPump::done()),
             Some(body) => (RequestBody::Complete(body), StdinPump::done()),
@@ -275,12 +276,14 @@ impl<S: Socket> Connection<S> {
         };
         if !self.ctx.dispatch(exchange) {
             tracing::info!("FastCGI request refused: the server is shutting down");
+            crate::metrics::refused();
             return Ok(false);
         }
         let mut response = ResponseState {
             id,
             status: 0,
             body_bytes: 0,
+            access,
         };
         let end = loop {
             tokio::select! {
@@ -298,9 +301,10 @@ impl<S: Socket> Connection<S> {
                 }
             }
         };
-        if let (Some(log), Some(entry)) = (&self.ctx.access_log, access) {
+        crate::metrics::response_since(response.status, started);
+        if let (Some(log), Some(entry)) = (&self.ctx.access_log, &response.access) {
             log.write(
-                &entry,
+                entry,
                 response.status,
                 response.body_bytes,
                 started.elapsed(),
@@ -366,6 +370,9 @@ impl<S: Socket> Connection<S> {
         match event {
             ResponseEvent::Head(head) => {
                 response.status = head.status;
+                if let Some(access) = &mut response.access {
+                    access.capture_response(&head);
+                }
                 let mut bytes = Vec::new();
                 encode_head(&mut bytes, &head);
                 codec::encode_stream(self.out.staging(), codec::STDOUT, response.id, &bytes);
@@ -381,6 +388,9 @@ impl<S: Socket> Connection<S> {
             }
             ResponseEvent::Complete { head, body } => {
                 response.status = head.status;
+                if let Some(access) = &mut response.access {
+                    access.capture_response(&head);
+                }
                 let mut bytes = Vec::new();
                 encode_head(&mut bytes, &head);
                 codec::encode_stream(self.out.staging(), codec::STDOUT, response.id, &bytes);
@@ -466,6 +476,8 @@ struct ResponseState {
     id: u16,
     status: u16,
     body_bytes: u64,
+    /// The access log's record of the request, when the log is on.
+    access: Option<AccessEntry>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

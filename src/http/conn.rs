@@ -161,6 +161,16 @@ struct ResponseState {
     status: u16,
     body_bytes: u64,
     keep_alive: bool,
+    started: Instant,
+    /// The access log's record of the request, when the log is on.
+    access: Option<AccessEntry>,
+}
+
+impl Drop for ResponseState {
+    /// Counts the response in the metrics on every way out of a request, errors included.
+    fn drop(&mut self) {
+        crate::metrics::response_since(self.status, self.started);
+    }
 }
 
 impl<S: Socket> Connection<S> {
@@ -207,6 +217,7 @@ impl<S: Socket> Connection<S> {
                     Ok(Some(parsed)) => return Ok(Some(parsed)),
                     Ok(None) => {}
                     Err(rejection) => {
+                        crate::metrics::refused();
                         self.reject(rejection).await;
                         return Ok(None);
                     }
@@ -241,6 +252,7 @@ impl<S: Socket> Connection<S> {
                 }
                 () = tokio::time::sleep_until(deadline.into()) => {
                     if !self.buf.is_empty() {
+                        crate::metrics::refused();
                         self.reject(Rejection {
                             status: 408,
                             detail: format!(
@@ -320,8 +332,8 @@ impl<S: Socket> Connection<S> {
         let access = self
             .ctx
             .access_log
-            .is_some()
-            .then(|| AccessEntry::new(&method, &target, protocol, &headers, &self.peer));
+            .as_ref()
+            .map(|log| log.entry(&method, &target, protocol, &headers, &self.peer));
         if let Some(site) = self.ctx.static_files.clone() {
             if let Some(answer) = site.respond(&method, &target, &headers) {
                 // A request body is not read: the connection ends after the answer.
@@ -332,6 +344,7 @@ impl<S: Socket> Connection<S> {
                 let timeout = self.ctx.limits.write_timeout;
                 let (stream, out) = (&mut self.stream, &mut self.out);
                 let sent = write_static(stream, out, answer, protocol, keep_alive, timeout).await?;
+                crate::metrics::response_since(status, started);
                 if let (Some(log), Some(entry)) = (&self.ctx.access_log, access) {
                     log.write(&entry, status, sent, started.elapsed());
                 }
@@ -343,6 +356,7 @@ impl<S: Socket> Connection<S> {
             Ok(body) => body,
             Err(rejection) => {
                 // Refused before the app runs, like a bad head.
+                crate::metrics::refused();
                 self.reject(rejection).await;
                 return Ok(false);
             }
@@ -366,6 +380,7 @@ impl<S: Socket> Connection<S> {
             })),
         };
         if !self.ctx.dispatch(exchange) {
+            crate::metrics::refused();
             self.reject(Rejection {
                 status: 503,
                 detail: "server is shutting down".into(),
@@ -381,6 +396,8 @@ impl<S: Socket> Connection<S> {
             status: 0,
             body_bytes: 0,
             keep_alive,
+            started,
+            access,
         };
         let mut overdue_armed = true;
         let end = loop {
@@ -392,6 +409,7 @@ impl<S: Socket> Connection<S> {
                         // The app ran past --timeout: answer for it if nothing went out yet;
                         // either way this connection is done.
                         if response.framing.is_none() && self.out.is_empty() {
+                            response.status = 504;
                             self.reject(Rejection {
                                 status: 504,
                                 detail: "the application did not answer within --timeout".into(),
@@ -420,6 +438,7 @@ impl<S: Socket> Connection<S> {
                         // Refused like a bad head if the app has not answered yet: its read
                         // raised, and whatever it would say now is moot.
                         if response.framing.is_none() && self.out.is_empty() {
+                            response.status = 400;
                             let detail = format!("malformed chunked body: {why}");
                             self.reject(Rejection { status: 400, detail }).await;
                         }
@@ -429,6 +448,7 @@ impl<S: Socket> Connection<S> {
                         // Answer for the app if it has not started its response; either way
                         // the rest of this body will not be read.
                         if response.framing.is_none() && self.out.is_empty() {
+                            response.status = 413;
                             self.reject(Rejection {
                                 status: 413,
                                 detail: format!(
@@ -452,9 +472,9 @@ impl<S: Socket> Connection<S> {
             .await;
             keep_alive = matches!(drained, Ok(true));
         }
-        if let (Some(log), Some(entry)) = (&self.ctx.access_log, access) {
+        if let (Some(log), Some(entry)) = (&self.ctx.access_log, &response.access) {
             log.write(
-                &entry,
+                entry,
                 response.status,
                 response.body_bytes,
                 started.elapsed(),
@@ -609,6 +629,9 @@ impl<S: Socket> Connection<S> {
     ) {
         let framing = choose_framing(head, response.protocol);
         response.status = head.status;
+        if let Some(access) = &mut response.access {
+            access.capture_response(head);
+        }
         response.keep_alive &= !head.close_connection
             && framing != ResponseFraming::CloseDelimited
             && !pump.body_unrequested()

@@ -105,7 +105,9 @@ impl ConnContext {
     pub fn dispatch(&self, exchange: Exchange) -> bool {
         self.capacity.acquire();
         let sent = self.dispatcher.send(exchange).is_ok();
-        if !sent {
+        if sent {
+            crate::metrics::request_dispatched();
+        } else {
             self.capacity.release();
         }
         sent

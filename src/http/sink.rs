@@ -64,7 +64,7 @@ impl HttpSink {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(event)) => {
                 let events = &self.events;
-                py.detach(|| events.blocking_send(event))
+                crate::metrics::detach_timed(py, || events.blocking_send(event))
                     .map_err(|_| Disconnected)
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Disconnected),

@@ -179,7 +179,10 @@ pub async fn sendfile_all<S: RawSocket>(
         });
         match result {
             Ok(0) => return Ok(sent),
-            Ok(n) => sent += n,
+            Ok(n) => {
+                sent += n;
+                crate::metrics::bytes_out(n);
+            }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => return Err(error),

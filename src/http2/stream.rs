@@ -78,8 +78,8 @@ pub async fn serve_stream(
     let is_head = parts.method == http::Method::HEAD;
     let access = ctx
         .access_log
-        .is_some()
-        .then(|| AccessEntry::new(&method, &target, Protocol::Http2, &headers, &peer));
+        .as_ref()
+        .map(|log| log.entry(&method, &target, Protocol::Http2, &headers, &peer));
     let mut writer = StreamWriter {
         respond: Some(&mut respond),
         send: None,
@@ -87,6 +87,7 @@ pub async fn serve_stream(
         is_head,
         status: 0,
         body_bytes: 0,
+        access,
     };
 
     if let Some((status, detail)) = check_limits(&ctx, &headers) {
@@ -94,8 +95,9 @@ pub async fn serve_stream(
             "Bad HTTP/2 request from {}: {detail} (answered {status})",
             label(&peer)
         );
+        crate::metrics::refused();
         writer.refuse(status);
-        log_access(&ctx, access, &writer, started);
+        log_access(&ctx, &mut writer, started);
         return;
     }
 
@@ -105,7 +107,8 @@ pub async fn serve_stream(
             // receiving half resets the stream's upload, not the connection).
             drop(recv);
             writer.send_static(answer).await;
-            log_access(&ctx, access, &writer, started);
+            crate::metrics::response_since(writer.status, started);
+            log_access(&ctx, &mut writer, started);
             return;
         }
     }
@@ -153,8 +156,9 @@ pub async fn serve_stream(
         })),
     };
     if !ctx.dispatch(exchange) {
+        crate::metrics::refused();
         writer.refuse(503);
-        log_access(&ctx, access, &writer, started);
+        log_access(&ctx, &mut writer, started);
         return;
     }
 
@@ -220,7 +224,8 @@ pub async fn serve_stream(
         }
     }
     drop(pump_task);
-    log_access(&ctx, access, &writer, started);
+    crate::metrics::response_since(writer.status, started);
+    log_access(&ctx, &mut writer, started);
 }
 
 fn label(peer: &Peer) -> String {
@@ -230,13 +235,9 @@ fn label(peer: &Peer) -> String {
     }
 }
 
-fn log_access(
-    ctx: &ConnContext,
-    access: Option<AccessEntry>,
-    writer: &StreamWriter<'_>,
-    started: Instant,
-) {
-    if let (Some(log), Some(entry)) = (&ctx.access_log, access) {
+/// Writes the stream's access log line.
+fn log_access(ctx: &ConnContext, writer: &mut StreamWriter<'_>, started: Instant) {
+    if let (Some(log), Some(entry)) = (&ctx.access_log, writer.access.take()) {
         log.write(&entry, writer.status, writer.body_bytes, started.elapsed());
     }
 }
@@ -353,6 +354,8 @@ struct StreamWriter<'a> {
     is_head: bool,
     status: u16,
     body_bytes: u64,
+    /// The access log's record of the request, when the log is on.
+    access: Option<AccessEntry>,
 }
 
 impl StreamWriter<'_> {
@@ -436,6 +439,9 @@ impl StreamWriter<'_> {
             return Ok(());
         };
         self.status = head.status;
+        if let Some(access) = &mut self.access {
+            access.capture_response(head);
+        }
         let mut builder = http::Response::builder().status(head.status);
         let mut has_date = false;
         let mut has_server = false;

@@ -11,6 +11,7 @@ use crate::http::conn::{serve_connection, serve_connection_buffered, RawSocket, 
 use crate::http::ConnContext;
 use crate::http2::sniff::{sniff, Rewind, Sniffed};
 use crate::http2::HttpVersions;
+use crate::metrics::socket::Metered;
 use crate::server::bind::Listener;
 use crate::server::WireProtocol;
 
@@ -53,6 +54,7 @@ impl ConnectionCount {
     /// Records a new open connection.
     pub fn enter(self: &Arc<Self>) -> ConnectionGuard {
         self.open.fetch_add(1, Ordering::SeqCst);
+        crate::metrics::connection_opened();
         ConnectionGuard(Arc::clone(self))
     }
 
@@ -76,6 +78,7 @@ impl ConnectionCount {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         let before = self.0.open.fetch_sub(1, Ordering::SeqCst);
+        crate::metrics::connection_closed();
         if before == 1 {
             self.0.closed.notify_waiters();
         }
@@ -107,7 +110,7 @@ pub async fn accept_loop(
                 let (stream, peer) = listener.accept().await?;
                 let _ = stream.set_nodelay(true);
                 let server = server_address(info, stream.local_addr().ok());
-                Ok((stream, Peer::Tcp(peer), server))
+                Ok((Metered::new(stream), Peer::Tcp(peer), server))
             })
             .await;
         }
@@ -124,7 +127,7 @@ pub async fn accept_loop(
             let (listener, info) = (&listener, &ctx.listener);
             serve_accepted(&ctx, &connections, move || async move {
                 let (stream, _) = listener.accept().await?;
-                Ok((stream, Peer::Unix, Arc::clone(info)))
+                Ok((Metered::new(stream), Peer::Unix, Arc::clone(info)))
             })
             .await;
         }

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pyo3::prelude::*;
 
+use crate::metrics::RestartReason;
+
 /// Why a worker asks to be replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetireRequest {
@@ -147,13 +149,18 @@ impl Monitor {
         lock(&self.slots[index].active).take();
         let served = self.served.fetch_add(1, Ordering::Relaxed) + 1;
         if self.request_budget.is_some_and(|budget| served >= budget) {
-            self.request_retirement(format!("served {served} requests (max-requests)"), false);
+            self.request_retirement(
+                format!("served {served} requests (max-requests)"),
+                false,
+                RestartReason::MaxRequests,
+            );
         }
     }
 
-    /// Asks the worker to retire, once.
-    pub fn request_retirement(&self, reason: String, hung: bool) {
+    /// Asks the worker to retire, once; `cause` is counted in the metrics.
+    pub fn request_retirement(&self, reason: String, hung: bool, cause: RestartReason) {
         if !self.retiring.swap(true, Ordering::SeqCst) {
+            crate::metrics::restart(cause);
             let _ = lock(&self.retire).send(RetireRequest { reason, hung });
         }
     }
@@ -197,7 +204,11 @@ impl Monitor {
                         timeout.as_secs(),
                         stack.trim_end()
                     );
-                    self.request_retirement("a request exceeded --timeout".into(), true);
+                    self.request_retirement(
+                        "a request exceeded --timeout".into(),
+                        true,
+                        RestartReason::Timeout,
+                    );
                 }
             }
         }
@@ -211,6 +222,7 @@ impl Monitor {
                             max_rss >> 20
                         ),
                         false,
+                        RestartReason::MaxRss,
                     );
                 }
             }

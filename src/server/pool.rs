@@ -130,7 +130,9 @@ fn run_thread(
             // back and forth costs more than the check when requests arrive back to back.
             let next = match requests.try_recv() {
                 Ok(exchange) => Ok(exchange),
-                Err(_) => py.detach(|| requests.recv()),
+                // Taking the GIL back after the wait is where this thread may queue behind
+                // others: the metrics count that time.
+                Err(_) => crate::metrics::detach_timed(py, || requests.recv()),
             };
             let Ok(mut exchange) = next else {
                 return;
@@ -145,6 +147,7 @@ fn run_thread(
                 tracing::error!("Internal error while handling a request (a bug in tidegate); the connection was closed");
             }
             capacity.release();
+            crate::metrics::request_done();
             if let Some(monitor) = monitor {
                 monitor.end(index);
             }

@@ -60,6 +60,8 @@ pub struct SupervisorConfig {
     pub reload: bool,
     /// `--pid`.
     pub pid_file: Option<PathBuf>,
+    /// `--metrics-bind`: where to serve Prometheus metrics (none: no metrics).
+    pub metrics_bind: Option<String>,
 }
 
 /// gunicorn-style process hooks, set from Python.
@@ -112,6 +114,8 @@ struct Supervisor<'a> {
     next_spawn: Instant,
     stopping: Option<(Stopping, Instant)>,
     exit_code: i32,
+    /// `--metrics-bind`: the shared counters and the endpoint, served from this loop.
+    metrics: Option<crate::metrics::Hub>,
 }
 
 /// Runs the supervisor until it stops; returns the process exit status.
@@ -151,9 +155,20 @@ pub fn run(
     py.import("tidegate._process")?
         .call_method1("supervisor_signals", (wakeup.1.as_raw_fd(),))?;
 
+    // Before any fork, so every worker inherits the shared counters.
+    let metrics = match &config.metrics_bind {
+        Some(address) => {
+            Some(crate::metrics::Hub::start(address, config.workers).map_err(PyOSError::new_err)?)
+        }
+        None => None,
+    };
+
     tracing::info!("Starting tidegate {}", env!("CARGO_PKG_VERSION"));
     for (_, info) in &listeners {
         tracing::info!("Listening at: {} ({})", info.display, std::process::id());
+    }
+    if let Some(hub) = &metrics {
+        tracing::info!("Serving metrics at: {}", hub.url());
     }
     tracing::info!(
         "Using {} worker{} with {} Python thread{} each",
@@ -180,6 +195,7 @@ pub fn run(
         next_spawn: Instant::now(),
         stopping: None,
         exit_code: 0,
+        metrics,
     };
     let result = supervisor.run_loop(py);
     for path in unix_paths {
@@ -255,6 +271,9 @@ impl Supervisor<'_> {
                 self.on_signal(signal);
             }
             self.read_control();
+            if let Some(hub) = &mut self.metrics {
+                hub.service(self.workers.len());
+            }
             self.reap();
             self.finish_reload();
             self.enforce_deadlines();
@@ -291,6 +310,7 @@ impl Supervisor<'_> {
                 events: libc::POLLIN,
                 revents: 0,
             })
+            .chain(self.metrics.iter().flat_map(|hub| hub.pollfds()))
             .collect();
         let timeout = TICK.as_millis() as i32;
         py.detach(|| {
@@ -428,10 +448,28 @@ impl Supervisor<'_> {
             .map_err(|e| PyOSError::new_err(format!("could not create a socketpair: {e}")))?;
         self.started_workers += 1;
         let age = self.started_workers;
+        let metrics_slot = self.metrics.as_mut().and_then(|hub| hub.reserve());
         let os = py.import("os")?;
-        let pid: i32 = os.call_method0("fork")?.extract()?;
+        let forked = os.call_method0("fork").and_then(|pid| pid.extract::<i32>());
+        let pid = match forked {
+            Ok(pid) => pid,
+            Err(error) => {
+                if let Some(hub) = &mut self.metrics {
+                    hub.unreserve(metrics_slot);
+                }
+                return Err(error);
+            }
+        };
         if pid == 0 {
+            if let Some(hub) = self.metrics.take() {
+                // The listener and scrape connections close with `hub`; the shared region
+                // stays mapped (it is never unmapped).
+                hub.enter_worker(metrics_slot);
+            }
             self.become_worker(py, worker_end, supervisor_end, age);
+        }
+        if let Some(hub) = &mut self.metrics {
+            hub.adopt(pid, metrics_slot);
         }
         drop(worker_end);
         tracing::info!("Booting worker with pid: {pid}");
@@ -534,6 +572,9 @@ impl Supervisor<'_> {
                 continue;
             };
             let worker = self.workers.remove(index);
+            if let Some(hub) = &mut self.metrics {
+                hub.worker_exited(pid);
+            }
             self.on_exit(&worker, status);
         }
     }
@@ -550,6 +591,7 @@ impl Supervisor<'_> {
                 "Worker {} exited unexpectedly ({how}); starting a replacement",
                 worker.pid
             );
+            crate::metrics::restart(crate::metrics::RestartReason::Crash);
             return;
         }
         if code == Some(EXIT_APP_LOAD_ERROR) && !self.ever_ready {
@@ -562,6 +604,7 @@ impl Supervisor<'_> {
             return;
         }
         self.boot_failures += 1;
+        crate::metrics::restart(crate::metrics::RestartReason::Crash);
         let backoff = Duration::from_secs(1 << (self.boot_failures - 1).min(5)).min(MAX_BACKOFF);
         self.next_spawn = Instant::now() + backoff;
         tracing::error!(
@@ -590,6 +633,7 @@ impl Supervisor<'_> {
             .filter(|w| w.generation < self.generation && !w.retiring)
         {
             Self::retire(worker, grace);
+            crate::metrics::restart(crate::metrics::RestartReason::Reload);
             stopped += 1;
         }
         tracing::info!(
@@ -625,6 +669,7 @@ impl Supervisor<'_> {
                 );
                 send_signal(worker.pid, libc::SIGKILL);
                 worker.retiring = true;
+                crate::metrics::restart(crate::metrics::RestartReason::Timeout);
             }
         }
     }

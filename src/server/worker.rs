@@ -49,8 +49,12 @@ pub fn run(
             if error.is_instance_of::<PySystemExit>(py) {
                 return exit_code(py, &error);
             }
-            tracing::error!("Worker {} failed to start: {error}", std::process::id());
-            error.print(py);
+            // Through the error log (not printed raw), so a JSON log stays one object a line.
+            tracing::error!(
+                "Worker {} failed to start: {}",
+                std::process::id(),
+                crate::wsgi::app::describe_exception(py, &error)
+            );
             EXIT_BOOT_ERROR
         }
     }
@@ -243,7 +247,11 @@ fn spawn_reloader(monitor: Arc<Monitor>, stop: Arc<AtomicBool>) {
                 for (path, mtime) in snapshot() {
                     match known.insert(path.clone(), mtime) {
                         Some(before) if before != mtime => {
-                            monitor.request_retirement(format!("{path} changed (--reload)"), false);
+                            monitor.request_retirement(
+                                format!("{path} changed (--reload)"),
+                                false,
+                                crate::metrics::RestartReason::Reload,
+                            );
                             return;
                         }
                         _ => {}

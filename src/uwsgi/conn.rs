@@ -94,6 +94,7 @@ impl<S: Socket + std::os::fd::AsFd> Connection<S> {
                 "uwsgi packet with modifier1 {} refused: only WSGI requests (0) are served",
                 packet.modifier1
             );
+            crate::metrics::refused();
             return Ok(ResponseEnd::Aborted);
         }
         let request = CgiRequest { vars: packet.vars };
@@ -101,6 +102,7 @@ impl<S: Socket + std::os::fd::AsFd> Connection<S> {
             Ok(length) => length.unwrap_or(0),
             Err(why) => {
                 tracing::info!("Bad uwsgi request: {why} (answered 400)");
+                crate::metrics::refused();
                 self.bad_request().await?;
                 return Ok(ResponseEnd::Complete);
             }
@@ -128,11 +130,11 @@ impl<S: Socket + std::os::fd::AsFd> Connection<S> {
 
     async fn serve_request(&mut self, request: CgiRequest, length: u64) -> io::Result<ResponseEnd> {
         let started = Instant::now();
-        let access = self
+        let mut access = self
             .ctx
             .access_log
-            .is_some()
-            .then(|| AccessEntry::from_cgi(&request));
+            .as_ref()
+            .map(|log| log.entry_from_cgi(&request));
         let (body, mut pump) = if length == 0 {
             (RequestBody::Empty, BodyPump::none())
         } else if self.buf.len() as u64 >= length {
@@ -165,6 +167,7 @@ impl<S: Socket + std::os::fd::AsFd> Connection<S> {
         };
         if !self.ctx.dispatch(exchange) {
             tracing::info!("uwsgi request refused: the server is shutting down");
+            crate::metrics::refused();
             return Ok(ResponseEnd::Aborted);
         }
         let mut status = 0;
@@ -176,7 +179,7 @@ impl<S: Socket + std::os::fd::AsFd> Connection<S> {
                     let Some(event) = event else {
                         break ResponseEnd::Aborted;
                     };
-                    if let Some(end) = self.apply(event, &mut status, &mut body_bytes).await? {
+                    if let Some(end) = self.apply(event, &mut status, &mut body_bytes, &mut access).await? {
                         break end;
                     }
                     // Write what the app produced before waiting for more (no delay of a
@@ -191,6 +194,7 @@ impl<S: Socket + std::os::fd::AsFd> Connection<S> {
         self.out
             .flush(&mut self.stream, self.ctx.limits.write_timeout)
             .await?;
+        crate::metrics::response_since(status, started);
         if let (Some(log), Some(entry)) = (&self.ctx.access_log, access) {
             log.write(&entry, status, body_bytes, started.elapsed());
         }
@@ -202,7 +206,13 @@ impl<S: Socket + std::os::fd::AsFd> Connection<S> {
         event: ResponseEvent,
         status: &mut u16,
         body_bytes: &mut u64,
+        access: &mut Option<AccessEntry>,
     ) -> io::Result<Option<ResponseEnd>> {
+        if let (Some(access), ResponseEvent::Head(head) | ResponseEvent::Complete { head, .. }) =
+            (access.as_mut(), &event)
+        {
+            access.capture_response(head);
+        }
         match event {
             ResponseEvent::Head(head) => {
                 *status = head.status;

@@ -375,7 +375,7 @@ fn report(py: Python<'_>, head: &RequestForm, fault: &Fault) {
 }
 
 /// `ExcType: message` followed by the formatted traceback.
-fn describe_exception(py: Python<'_>, error: &PyErr) -> String {
+pub fn describe_exception(py: Python<'_>, error: &PyErr) -> String {
     let summary = error.to_string();
     let traceback = (|| -> PyResult<String> {
         let module = py.import(pyo3::intern!(py, "traceback"))?;

@@ -49,7 +49,7 @@ impl Input {
             return Ok(false);
         };
         loop {
-            match py.detach(|| source.next_chunk()) {
+            match crate::metrics::detach_timed(py, || source.next_chunk()) {
                 Ok(Some(chunk)) if chunk.is_empty() => continue,
                 Ok(Some(chunk)) => {
                     self.buffer = chunk;

@@ -435,7 +435,7 @@ def test_single_thread_is_not_multithread(server_factory):
 ACCESS_LINE = (
     r'(?P<ip>[0-9.]+) - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] '
     r'"(?P<request>[^"]*)" (?P<status>\d{3}) (?P<bytes>\d+) "(?P<referer>[^"]*)" '
-    r'"(?P<agent>[^"]*)" (?P<duration>\d+\.\d{6})'
+    r'"(?P<agent>[^"]*)"'
 )
 
 
@@ -475,8 +475,6 @@ def _check_access_lines(lines):
     assert second["referer"] == "-" and second["agent"] == "-"
     assert third["request"] == "GET /sleep?0.2 HTTP/1.1"
     assert third["bytes"] == "5"
-    assert 0.2 <= float(third["duration"]) < 5, third["duration"]
-    assert float(first["duration"]) < 1
 
 
 def test_access_log_to_stdout(server_factory):

@@ -227,8 +227,7 @@ def test_access_log_has_static_lines(server):
         if '"GET /static/missing.txt HTTP/1.1" 404 9' in server.stdout:
             break
         time.sleep(0.05)
-    assert re.search(r'"GET /static/plain.txt HTTP/1.1" 200 10 "-" "static-test/1" \d+\.\d+',
-                     server.stdout), server.stdout
+    assert '"GET /static/plain.txt HTTP/1.1" 200 10 "-" "static-test/1"' in server.stdout
     assert '"GET /static/missing.txt HTTP/1.1" 404 9 "-" "static-test/1"' in server.stdout
 
 
