@@ -505,7 +505,7 @@ impl<S: Socket> Connection<S> {
                 Ok(None)
             }
             ResponseEvent::Chunk(chunk) => {
-                self.body_chunk(chunk, response);
+                self.body_chunk(*chunk, response);
                 Ok(None)
             }
             ResponseEvent::File { file, offset, len } => {
@@ -514,7 +514,7 @@ impl<S: Socket> Connection<S> {
             }
             ResponseEvent::Complete { head, body } => {
                 self.start_response(&head, response, pump);
-                for chunk in body {
+                for chunk in *body {
                     self.body_chunk(chunk, response);
                 }
                 Ok(Some(self.end_response(ResponseEnd::Complete, response)))
