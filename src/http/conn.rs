@@ -78,6 +78,7 @@ pub async fn serve_connection<S: Socket>(
         out: OutQueue::new(),
         peer,
         listener,
+        idle_timer: Box::pin(tokio::time::sleep(ctx.limits.header_timeout)),
         ctx,
     };
     if let Err(error) = connection.run().await {
@@ -91,6 +92,10 @@ struct Connection<S> {
     out: OutQueue,
     peer: Peer,
     listener: Arc<ListenerInfo>,
+    /// The keep-alive and header deadline, one timer for the connection's life: moving a
+    /// registered timer later is a lock-free update in tokio, while a new `Sleep` per
+    /// request took the timer driver's lock to register and again to deregister.
+    idle_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     ctx: Arc<ConnContext>,
 }
 
@@ -172,6 +177,7 @@ impl<S: Socket> Connection<S> {
                 None => Instant::now() + idle_limit,
             };
             self.buf.reserve(READ_SIZE);
+            self.idle_timer.as_mut().reset(deadline.into());
             let read = tokio::select! {
                 read = self.stream.read_buf(&mut self.buf) => read?,
                 changed = shutdown.changed(), if idle && !stopping => {
@@ -180,7 +186,7 @@ impl<S: Socket> Connection<S> {
                     }
                     continue;
                 }
-                () = tokio::time::sleep_until(deadline.into()) => {
+                () = self.idle_timer.as_mut() => {
                     if !self.buf.is_empty() {
                         self.reject(Rejection {
                             status: 408,
@@ -247,7 +253,8 @@ impl<S: Socket> Connection<S> {
     /// Runs one request through the app and writes its response. Returns whether the
     /// connection may serve another request.
     async fn serve_request(&mut self, parsed: ParsedHead) -> io::Result<bool> {
-        let started = Instant::now();
+        // Only the access log needs the request's duration.
+        let started = self.ctx.access_log.is_some().then(Instant::now);
         let ParsedHead {
             method,
             target,
@@ -374,7 +381,7 @@ impl<S: Socket> Connection<S> {
             .await;
             keep_alive = matches!(drained, Ok(true));
         }
-        if let (Some(log), Some(entry)) = (&self.ctx.access_log, access) {
+        if let (Some(log), Some(entry), Some(started)) = (&self.ctx.access_log, access, started) {
             log.write(
                 &entry,
                 response.status,
