@@ -178,7 +178,10 @@ impl<S: Socket> Connection<S> {
             };
             self.buf.reserve(READ_SIZE);
             self.idle_timer.as_mut().reset(deadline.into());
+            // Biased: the read is tried first (it is what a busy connection is waiting for),
+            // and no random branch order is drawn per poll.
             let read = tokio::select! {
+                biased;
                 read = self.stream.read_buf(&mut self.buf) => read?,
                 changed = shutdown.changed(), if idle && !stopping => {
                     if changed.is_err() {
