@@ -120,6 +120,9 @@ impl<S: Socket> Connection<S> {
     async fn run(&mut self) -> io::Result<()> {
         let mut shutdown = self.ctx.shutdown.clone();
         let mut first = true;
+        // One response channel for the connection's life: its requests are served one
+        // after the other, and a channel per request cost an allocation of its block.
+        let (events_tx, mut events) = mpsc::channel(RESPONSE_QUEUE);
         loop {
             let Some(parsed) = self.read_head(&mut shutdown, first).await? else {
                 return Ok(());
@@ -127,7 +130,7 @@ impl<S: Socket> Connection<S> {
             first = false;
             // A stop that began while this response went out keep-alive does not close the
             // connection here: read_head lingers and serves a request already on its way.
-            let keep_alive = self.serve_request(parsed).await?;
+            let keep_alive = self.serve_request(parsed, &events_tx, &mut events).await?;
             if !keep_alive {
                 let _ = self.stream.shutdown().await;
                 return Ok(());
@@ -255,7 +258,12 @@ impl<S: Socket> Connection<S> {
 
     /// Runs one request through the app and writes its response. Returns whether the
     /// connection may serve another request.
-    async fn serve_request(&mut self, parsed: ParsedHead) -> io::Result<bool> {
+    async fn serve_request(
+        &mut self,
+        parsed: ParsedHead,
+        events_tx: &mpsc::Sender<ResponseEvent>,
+        events: &mut mpsc::Receiver<ResponseEvent>,
+    ) -> io::Result<bool> {
         // Only the access log needs the request's duration.
         let started = self.ctx.access_log.is_some().then(Instant::now);
         let ParsedHead {
@@ -282,7 +290,6 @@ impl<S: Socket> Connection<S> {
                 return Ok(false);
             }
         };
-        let (events_tx, mut events) = mpsc::channel(RESPONSE_QUEUE);
         let head = RequestHead {
             method,
             target,
@@ -295,7 +302,7 @@ impl<S: Socket> Connection<S> {
         let exchange = Exchange {
             head: RequestForm::Http(head),
             body,
-            sink: Box::new(HttpSink::new(events_tx, is_head)),
+            sink: Box::new(HttpSink::new(events_tx.clone(), is_head)),
             on_overdue: Some(Box::new(move || {
                 let _ = overdue_tx.send(());
             })),
@@ -337,7 +344,7 @@ impl<S: Socket> Connection<S> {
                     }
                 }
                 event = events.recv() => {
-                    if let Some(end) = self.on_events(event, &mut events, &mut response, &pump).await? {
+                    if let Some(end) = self.on_events(event, events, &mut response, &pump).await? {
                         break end;
                     }
                 }
