@@ -379,7 +379,7 @@ impl<S: Socket> Connection<S> {
                 Ok(None)
             }
             ResponseEvent::Chunk(chunk) => {
-                self.stdout(chunk, response);
+                self.stdout(*chunk, response);
                 Ok(None)
             }
             ResponseEvent::File { file, offset, len } => {
@@ -394,7 +394,7 @@ impl<S: Socket> Connection<S> {
                 let mut bytes = Vec::new();
                 encode_head(&mut bytes, &head);
                 codec::encode_stream(self.out.staging(), codec::STDOUT, response.id, &bytes);
-                for chunk in body {
+                for chunk in *body {
                     self.stdout(chunk, response);
                 }
                 Ok(Some(ResponseEnd::Complete))

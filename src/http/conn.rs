@@ -137,6 +137,7 @@ pub async fn serve_connection_buffered<S: Socket>(
         out: OutQueue::new(),
         peer,
         listener,
+        idle_timer: Box::pin(tokio::time::sleep(ctx.limits.header_timeout)),
         ctx,
     };
     if let Err(error) = connection.run().await {
@@ -150,6 +151,10 @@ struct Connection<S> {
     out: OutQueue,
     peer: Peer,
     listener: Arc<ListenerInfo>,
+    /// The keep-alive and header deadline, one timer for the connection's life: moving a
+    /// registered timer later is a lock-free update in tokio, while a new `Sleep` per
+    /// request took the timer driver's lock to register and again to deregister.
+    idle_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     ctx: Arc<ConnContext>,
 }
 
@@ -161,7 +166,8 @@ struct ResponseState {
     status: u16,
     body_bytes: u64,
     keep_alive: bool,
-    started: Instant,
+    /// When the request began, if anything reports its duration (access log, metrics).
+    started: Option<Instant>,
     /// The access log's record of the request, when the log is on.
     access: Option<AccessEntry>,
 }
@@ -169,7 +175,9 @@ struct ResponseState {
 impl Drop for ResponseState {
     /// Counts the response in the metrics on every way out of a request, errors included.
     fn drop(&mut self) {
-        crate::metrics::response_since(self.status, self.started);
+        if let Some(started) = self.started {
+            crate::metrics::response_since(self.status, started);
+        }
     }
 }
 
@@ -184,6 +192,9 @@ impl<S: Socket> Connection<S> {
     async fn run(&mut self) -> io::Result<()> {
         let mut shutdown = self.ctx.shutdown.clone();
         let mut first = true;
+        // One response channel for the connection's life: its requests are served one
+        // after the other, and a channel per request cost an allocation of its block.
+        let (events_tx, mut events) = mpsc::channel(RESPONSE_QUEUE);
         loop {
             let Some(parsed) = self.read_head(&mut shutdown, first).await? else {
                 return Ok(());
@@ -191,7 +202,7 @@ impl<S: Socket> Connection<S> {
             first = false;
             // A stop that began while this response went out keep-alive does not close the
             // connection here: read_head lingers and serves a request already on its way.
-            let keep_alive = self.serve_request(parsed).await?;
+            let keep_alive = self.serve_request(parsed, &events_tx, &mut events).await?;
             if !keep_alive {
                 let _ = self.stream.shutdown().await;
                 return Ok(());
@@ -242,7 +253,11 @@ impl<S: Socket> Connection<S> {
                 None => Instant::now() + idle_limit,
             };
             self.buf.reserve(READ_SIZE);
+            self.idle_timer.as_mut().reset(deadline.into());
+            // Biased: the read is tried first (it is what a busy connection is waiting for),
+            // and no random branch order is drawn per poll.
             let read = tokio::select! {
+                biased;
                 read = self.stream.read_buf(&mut self.buf) => read?,
                 changed = shutdown.changed(), if idle && !stopping => {
                     if changed.is_err() {
@@ -250,7 +265,7 @@ impl<S: Socket> Connection<S> {
                     }
                     continue;
                 }
-                () = tokio::time::sleep_until(deadline.into()) => {
+                () = self.idle_timer.as_mut() => {
                     if !self.buf.is_empty() {
                         crate::metrics::refused();
                         self.reject(Rejection {
@@ -317,8 +332,16 @@ impl<S: Socket> Connection<S> {
 
     /// Runs one request through the app and writes its response. Returns whether the
     /// connection may serve another request.
-    async fn serve_request(&mut self, parsed: ParsedHead) -> io::Result<bool> {
-        let started = Instant::now();
+    async fn serve_request(
+        &mut self,
+        parsed: ParsedHead,
+        events_tx: &mpsc::Sender<ResponseEvent>,
+        events: &mut mpsc::Receiver<ResponseEvent>,
+    ) -> io::Result<bool> {
+        // Only the access log needs the request's duration.
+        // The clock is read only when something reports the request's duration.
+        let started =
+            (self.ctx.access_log.is_some() || crate::metrics::enabled()).then(Instant::now);
         let ParsedHead {
             method,
             target,
@@ -344,9 +367,11 @@ impl<S: Socket> Connection<S> {
                 let timeout = self.ctx.limits.write_timeout;
                 let (stream, out) = (&mut self.stream, &mut self.out);
                 let sent = write_static(stream, out, answer, protocol, keep_alive, timeout).await?;
-                crate::metrics::response_since(status, started);
-                if let (Some(log), Some(entry)) = (&self.ctx.access_log, access) {
-                    log.write(&entry, status, sent, started.elapsed());
+                if let Some(started) = started {
+                    crate::metrics::response_since(status, started);
+                    if let (Some(log), Some(entry)) = (&self.ctx.access_log, access) {
+                        log.write(&entry, status, sent, started.elapsed());
+                    }
                 }
                 return Ok(keep_alive);
             }
@@ -361,7 +386,6 @@ impl<S: Socket> Connection<S> {
                 return Ok(false);
             }
         };
-        let (events_tx, mut events) = mpsc::channel(RESPONSE_QUEUE);
         let head = RequestHead {
             method,
             target,
@@ -374,7 +398,7 @@ impl<S: Socket> Connection<S> {
         let exchange = Exchange {
             head: RequestForm::Http(head),
             body,
-            sink: Box::new(HttpSink::new(events_tx, is_head)),
+            sink: Box::new(HttpSink::new(events_tx.clone(), is_head)),
             on_overdue: Some(Box::new(move || {
                 let _ = overdue_tx.send(());
             })),
@@ -420,7 +444,7 @@ impl<S: Socket> Connection<S> {
                     }
                 }
                 event = events.recv() => {
-                    if let Some(end) = self.on_events(event, &mut events, &mut response, &pump).await? {
+                    if let Some(end) = self.on_events(event, events, &mut response, &pump).await? {
                         break end;
                     }
                 }
@@ -472,7 +496,9 @@ impl<S: Socket> Connection<S> {
             .await;
             keep_alive = matches!(drained, Ok(true));
         }
-        if let (Some(log), Some(entry)) = (&self.ctx.access_log, &response.access) {
+        if let (Some(log), Some(entry), Some(started)) =
+            (&self.ctx.access_log, &response.access, started)
+        {
             log.write(
                 entry,
                 response.status,
@@ -603,7 +629,7 @@ impl<S: Socket> Connection<S> {
                 Ok(None)
             }
             ResponseEvent::Chunk(chunk) => {
-                self.body_chunk(chunk, response);
+                self.body_chunk(*chunk, response);
                 Ok(None)
             }
             ResponseEvent::File { file, offset, len } => {
@@ -612,7 +638,7 @@ impl<S: Socket> Connection<S> {
             }
             ResponseEvent::Complete { head, body } => {
                 self.start_response(&head, response, pump);
-                for chunk in body {
+                for chunk in *body {
                     self.body_chunk(chunk, response);
                 }
                 Ok(Some(self.end_response(ResponseEnd::Complete, response)))

@@ -409,7 +409,7 @@ impl StreamWriter<'_> {
                 Ok(None)
             }
             ResponseEvent::Chunk(chunk) => {
-                self.send_body(chunk).await?;
+                self.send_body(*chunk).await?;
                 Ok(None)
             }
             ResponseEvent::File { file, offset, len } => {
@@ -419,7 +419,7 @@ impl StreamWriter<'_> {
             ResponseEvent::Complete { head, body } => {
                 let empty = body.iter().all(|chunk| chunk.is_empty());
                 self.send_head(&head, empty)?;
-                for chunk in body {
+                for chunk in *body {
                     self.send_body(chunk).await?;
                 }
                 self.end()?;

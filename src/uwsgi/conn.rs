@@ -223,7 +223,7 @@ impl<S: Socket + std::os::fd::AsFd> Connection<S> {
             }
             ResponseEvent::Chunk(chunk) => {
                 *body_bytes += chunk.len() as u64;
-                self.out.push(chunk);
+                self.out.push(*chunk);
                 Ok(None)
             }
             ResponseEvent::File { file, offset, len } => {
@@ -245,7 +245,7 @@ impl<S: Socket + std::os::fd::AsFd> Connection<S> {
                 let mut bytes = Vec::new();
                 encode_http_head(&mut bytes, &head);
                 self.out.put_slice(&bytes);
-                for chunk in body {
+                for chunk in *body {
                     *body_bytes += chunk.len() as u64;
                     self.out.push(chunk);
                 }

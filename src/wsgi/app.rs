@@ -53,6 +53,10 @@ pub struct Bridge {
     app: Py<PyAny>,
     environ: EnvironTemplate,
     hooks: RequestHooks,
+    /// The `wsgi.input` of every request without a body. An input with nothing buffered
+    /// and no source has no state to change (every read returns `b""`), so one object
+    /// serves them all instead of one allocated per request.
+    empty_input: Py<Input>,
 }
 
 /// Why a request could not be answered as the app intended.
@@ -94,6 +98,7 @@ impl Bridge {
             app,
             environ,
             hooks: options.hooks,
+            empty_input: Py::new(py, Input::new(Bytes::new(), None))?,
         })
     }
 
@@ -103,18 +108,17 @@ impl Bridge {
             head, body, sink, ..
         } = exchange;
         let input = match body {
-            RequestBody::Empty => Input::new(Bytes::new(), None),
-            RequestBody::Complete(bytes) => Input::new(bytes, None),
-            RequestBody::Stream(source) => Input::new(Bytes::new(), Some(source)),
+            RequestBody::Empty => Ok(self.empty_input.bind(py).clone()),
+            RequestBody::Complete(bytes) => Bound::new(py, Input::new(bytes, None)),
+            RequestBody::Stream(source) => Bound::new(py, Input::new(Bytes::new(), Some(source))),
         };
-        let responder = match (Bound::new(py, input), Bound::new(py, Responder::new(sink))) {
+        let (input, responder) = match (input, Bound::new(py, Responder::new(sink))) {
             (Ok(input), Ok(responder)) => (input, responder),
             (Err(error), _) | (_, Err(error)) => {
                 tracing::error!("could not set up request {}: {error}", label(&head));
                 return;
             }
         };
-        let (input, responder) = responder;
         let fault = self.call(py, &head, input.as_any(), &responder).err();
         if let Some(fault) = fault {
             report(py, &head, &fault);

@@ -125,12 +125,26 @@ impl EnvironTemplate {
                     IpAddr::V6(v6) => v6.to_canonical(),
                     v4 => v4,
                 };
-                // Formatted on the stack: no String per request.
+                // Formatted on the stack: no String per request. IPv4 addresses and ports
+                // skip core::fmt, whose machinery cost more than the rest of the environ's
+                // scalar keys together.
                 let mut text = StackText::new();
-                let _ = write!(text, "{ip}");
+                match ip {
+                    IpAddr::V4(v4) => {
+                        for (index, octet) in v4.octets().into_iter().enumerate() {
+                            if index > 0 {
+                                text.push_byte(b'.');
+                            }
+                            text.push_decimal(octet.into());
+                        }
+                    }
+                    IpAddr::V6(_) => {
+                        let _ = write!(text, "{ip}");
+                    }
+                }
                 environ.set_item(pyo3::intern!(py, "REMOTE_ADDR"), text.as_py(py))?;
                 let mut text = StackText::new();
-                let _ = write!(text, "{}", addr.port());
+                text.push_decimal(addr.port());
                 environ.set_item(pyo3::intern!(py, "REMOTE_PORT"), text.as_py(py))?;
             }
             Peer::Unix => {
@@ -252,6 +266,32 @@ impl StackText {
         StackText {
             buf: [0; 64],
             len: 0,
+        }
+    }
+
+    /// Appends one ASCII byte (dropped if the buffer is full, which no caller reaches).
+    fn push_byte(&mut self, byte: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
+
+    /// Appends `value` in decimal.
+    fn push_decimal(&mut self, value: u16) {
+        let mut digits = [0u8; 5];
+        let mut start = digits.len();
+        let mut rest = value;
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        for &digit in &digits[start..] {
+            self.push_byte(digit);
         }
     }
 
@@ -524,6 +564,20 @@ pub fn merged_headers(
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    #[test]
+    fn decimals_on_the_stack_match_display() {
+        for value in [0u16, 7, 10, 99, 100, 255, 9999, 10000, u16::MAX] {
+            let mut text = StackText::new();
+            text.push_decimal(value);
+            assert_eq!(&text.buf[..text.len], value.to_string().as_bytes());
+        }
+        let mut text = StackText::new();
+        text.push_decimal(192);
+        text.push_byte(b'.');
+        text.push_decimal(0);
+        assert_eq!(&text.buf[..text.len], b"192.0");
+    }
 
     #[test]
     fn targets_split_into_path_and_query() {

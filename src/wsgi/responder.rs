@@ -6,6 +6,8 @@
 //! the end of an empty body), so an app may call `start_response` lazily inside a
 //! generator, or again with `exc_info` to replace a response not yet sent (PEP 3333).
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -366,60 +368,76 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
         content_length: None,
         close_connection: false,
     };
-    for item in headers.try_iter()? {
-        let item = item?;
-        let pair = match item.cast::<PyTuple>() {
-            Ok(tuple) if tuple.len() == 2 => (tuple.get_item(0)?, tuple.get_item(1)?),
-            _ => match item.cast::<PyList>() {
-                Ok(list) if list.len() == 2 => (list.get_item(0)?, list.get_item(1)?),
-                _ => {
-                    return Err(PyTypeError::new_err(format!(
-                        "start_response(): each header must be a (name, value) tuple, got {}",
-                        item.repr()?
-                    )))
-                }
-            },
-        };
-        let (Ok(name), Ok(value)) = (pair.0.cast::<PyString>(), pair.1.cast::<PyString>()) else {
-            return Err(PyTypeError::new_err(format!(
-                "start_response(): header names and values must be str, got ({}, {})",
-                type_name(&pair.0),
-                type_name(&pair.1)
-            )));
-        };
-        let name = name.to_cow()?;
-        let value = value.to_cow()?;
-        head::check_header_name(&name)
-            .map_err(|e| PyValueError::new_err(format!("start_response(): {e}")))?;
-        let value_bytes = head::check_header_value(&name, &value)
-            .map_err(|e| PyValueError::new_err(format!("start_response(): {e}")))?;
-        if name.eq_ignore_ascii_case("content-length") {
-            let length = head::parse_content_length(&value_bytes).ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "start_response(): invalid Content-Length {value:?}: expected a number of bytes"
-                ))
-            })?;
-            if response.content_length.is_some_and(|l| l != length) {
-                return Err(PyValueError::new_err(
-                    "start_response(): two different Content-Length headers",
-                ));
-            }
-            response.content_length = Some(length);
-            continue;
+    // An exact list (what nearly every app passes) is walked by index, without the
+    // iterator protocol.
+    if let Ok(list) = headers.cast_exact::<PyList>() {
+        for item in list.iter() {
+            add_header(&mut response, &item)?;
         }
-        if head::is_hop_by_hop(&name) {
-            if name.eq_ignore_ascii_case("connection") && head::has_token(&value_bytes, "close") {
-                response.close_connection = true;
-            }
-            tracing::debug!("dropped hop-by-hop response header {name:?} set by the application");
-            continue;
+    } else {
+        for item in headers.try_iter()? {
+            add_header(&mut response, &item?)?;
         }
-        response.headers.push((
-            Bytes::from(name.into_owned().into_bytes()),
-            Bytes::from(value_bytes),
-        ));
     }
     Ok(response)
+}
+
+/// Checks one `(name, value)` item of the app's headers and adds it to `response`.
+fn add_header(response: &mut ResponseHead, item: &Bound<'_, PyAny>) -> PyResult<()> {
+    let pair = match item.cast::<PyTuple>() {
+        Ok(tuple) if tuple.len() == 2 => (tuple.get_item(0)?, tuple.get_item(1)?),
+        _ => match item.cast::<PyList>() {
+            Ok(list) if list.len() == 2 => (list.get_item(0)?, list.get_item(1)?),
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                    "start_response(): each header must be a (name, value) tuple, got {}",
+                    item.repr()?
+                )))
+            }
+        },
+    };
+    let (Ok(name), Ok(value)) = (pair.0.cast::<PyString>(), pair.1.cast::<PyString>()) else {
+        return Err(PyTypeError::new_err(format!(
+            "start_response(): header names and values must be str, got ({}, {})",
+            type_name(&pair.0),
+            type_name(&pair.1)
+        )));
+    };
+    let name = name.to_cow()?;
+    let value = value.to_cow()?;
+    head::check_header_name(&name)
+        .map_err(|e| PyValueError::new_err(format!("start_response(): {e}")))?;
+    let value_bytes = head::check_header_value(&name, &value)
+        .map_err(|e| PyValueError::new_err(format!("start_response(): {e}")))?;
+    if name.eq_ignore_ascii_case("content-length") {
+        let length = head::parse_content_length(&value_bytes).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "start_response(): invalid Content-Length {value:?}: expected a number of bytes"
+            ))
+        })?;
+        if response.content_length.is_some_and(|l| l != length) {
+            return Err(PyValueError::new_err(
+                "start_response(): two different Content-Length headers",
+            ));
+        }
+        response.content_length = Some(length);
+        return Ok(());
+    }
+    if head::is_hop_by_hop(&name) {
+        if name.eq_ignore_ascii_case("connection") && head::has_token(&value_bytes, "close") {
+            response.close_connection = true;
+        }
+        tracing::debug!("dropped hop-by-hop response header {name:?} set by the application");
+        return Ok(());
+    }
+    let value_bytes = match value_bytes {
+        Cow::Borrowed(bytes) => Bytes::copy_from_slice(bytes),
+        Cow::Owned(bytes) => Bytes::from(bytes),
+    };
+    response
+        .headers
+        .push((head::header_name_bytes(&name), value_bytes));
+    Ok(())
 }
 
 #[pymethods]
