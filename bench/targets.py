@@ -80,7 +80,9 @@ def evaluate(medians: Medians) -> List[Verdict]:
         value = mine[target.field] if mine else None
         ref_name, ref_value = _reference(target, figures)
         ratio = value / ref_value if value is not None and ref_value else None
-        if value is None:
+        if not figures:
+            status = "not measured: scenario not run (or no server succeeded)"
+        elif value is None:
             status = f"not measured: {target.tidegate} has no result"
         elif ref_value is None:
             status = f"not measured: no result for {ref_name}"
