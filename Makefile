@@ -68,7 +68,12 @@ test-pythons:
 ## test: everything: lint, Rust tests, stub check, the suite on 3.11 and on the other CPythons
 test: system-deps $(VENV)/.deps lint rust-test stubtest pytest test-pythons
 
-## bench: compare tidegate with the peers (see bench/README.md)
+## bench: compare tidegate with bjoern, Granian, gunicorn and nginx on every scenario, in
+## interleaved rounds; installs what it needs (root on Debian: wrk, nginx, libev-dev) and a
+## venv in bench/.venv. Table and chart in bench/results/comparison.{md,png}. Knobs (env or
+## make variables): BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_WARMUP (1), BENCH_SETTLE (5),
+## BENCH_FILE_MB (100), BENCH_SCENARIOS, BENCH_SERVERS, BENCH_ARGS (see bench/README.md).
+## Never run by `make test`.
 bench:
 	bash bench/run.sh
 

@@ -4,8 +4,9 @@
 #   bash bench/run.sh [run.py options]      e.g. bash bench/run.sh --rounds 3
 #   make bench                              (options through BENCH_ARGS="--rounds 3")
 #
-# Installs what it needs (wrk, libev-dev, a virtualenv bench/.venv with gunicorn, granian,
-# bjoern and tidegate built with the full fat-LTO release profile), then runs bench/run.py.
+# Installs what it needs (wrk, nginx, libev-dev, a virtualenv bench/.venv with gunicorn,
+# granian, bjoern, matplotlib and tidegate built with the full fat-LTO release profile), then
+# runs bench/run.py: every scenario, interleaved rounds (BENCH_ROUNDS, BENCH_SECONDS ...).
 # Every step is bounded by a timeout. A peer that fails to install is reported by run.py as
 # "not available" with the reason; only a missing wrk or Python stops the run.
 set -uo pipefail
@@ -63,8 +64,17 @@ apt_install() {
         apt_updated=1
     fi
     say "apt-get install $*"
+    # As the Makefile's system-deps does: a policy-rc.d guard keeps apt from starting the
+    # packages' system services (nginx would take port 80).
+    local guard="" rc
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1
+    fi
     DEBIAN_FRONTEND=noninteractive timeout "$APT_TIMEOUT" \
         apt-get install -y -qq --no-install-recommends "$@" >>"$LOG" 2>&1
+    rc=$?
+    [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
+    return $rc
 }
 
 if ! command -v wrk >/dev/null 2>&1; then
@@ -74,12 +84,17 @@ if ! command -v wrk >/dev/null 2>&1; then
     say "wrk is missing and could not be installed (see $LOG); cannot benchmark"
     exit 1
 fi
-# bjoern is a C extension over libev: it needs ev.h, a C compiler and Python's headers.
+# bjoern is a C extension over libev: it needs ev.h, a C compiler and Python's headers
+# (gcc also builds bench/floor.c); nginx is the reference of the file scenario.
 need=()
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx)
 [ -e /usr/include/ev.h ] || need+=(libev-dev)
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 if [ "${#need[@]}" -gt 0 ]; then
-    apt_install "${need[@]}" || say "could not install ${need[*]} (bjoern may not build)"
+    apt_install "${need[@]}" || say "could not install ${need[*]} (bjoern, nginx or the floor may be missing)"
+fi
+if ! [ -x /usr/sbin/nginx ] && ! command -v nginx >/dev/null 2>&1; then
+    unavailable nginx "nginx is not installed and could not be (see $LOG)"
 fi
 
 # --- Python 3.11 and the virtualenv -----------------------------------------------------
@@ -120,7 +135,7 @@ VPY="$VENV/bin/python"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # --- the peers --------------------------------------------------------------------------
-for pkg in gunicorn granian bjoern; do
+for pkg in gunicorn granian bjoern matplotlib; do
     if "$VPY" -c "import $pkg" >/dev/null 2>&1; then
         continue
     fi
