@@ -6,10 +6,11 @@
 Each contender is ``LABEL=KIND:PYTHON``: ``KIND`` is ``bjoern``, ``python`` (tidegate as
 the given interpreter imports it) or a directory put first on PYTHONPATH (a copy of
 ``python/`` holding another build's extension). Rounds interleave (A B C A B C). Each run:
-start the server (tidegate: ``--threads 1``, one worker), warm up with wrk, then read every
-thread's utime+stime and context switches (``/proc/PID/task/TID``) around one ``wrk -t1
--c50 -dDs`` run. Prints µs of server CPU per request (whole tree, and per thread name),
-voluntary and involuntary context switches per request, and req/s.
+start the server (tidegate: one worker, ``--threads 1`` unless ``--threads`` says otherwise),
+warm up with wrk, then read every thread's utime+stime and context switches
+(``/proc/PID/task/TID``) around one ``wrk -t1 -c50 -dDs`` run. Prints µs of server CPU
+per request (whole tree, and per thread name), voluntary and involuntary context switches
+per request, and req/s.
 """
 
 from __future__ import annotations
@@ -58,20 +59,21 @@ def threads_of_tree(root: int) -> Dict[str, Tuple[int, int, int]]:
     return {k: (v[0], v[1], v[2]) for k, v in out.items()}
 
 
-def command(kind: str, python: str, port: int, app: str) -> Tuple[List[str], Dict[str, str]]:
+def command(kind: str, python: str, port: int, app: str,
+            threads: int = 1) -> Tuple[List[str], Dict[str, str]]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("VIRTUAL_ENV", None)
     if kind == "bjoern":
         return [python, os.path.join(HERE, "bjoern_runner.py"), run.HOST, str(port), app], env
     if kind != "python":
         env["PYTHONPATH"] = kind
-    return [python, "-m", "tidegate", "--bind", f"{run.HOST}:{port}", "--threads", "1",
+    return [python, "-m", "tidegate", "--bind", f"{run.HOST}:{port}", "--threads", str(threads),
             "--log-level", "warning", "--chdir", HERE, f"bench_apps:{app}"], env
 
 
 def measure(kind: str, python: str, args: argparse.Namespace) -> Dict[str, float]:
     port = run.free_port()
-    cmd, env = command(kind, python, port, args.app)
+    cmd, env = command(kind, python, port, args.app, args.threads)
     log_path = f"/tmp/cpu_probe_{os.getpid()}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -107,6 +109,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--app", default="hello")
+    parser.add_argument("--threads", type=int, default=1, help="tidegate --threads (default 1)")
     args = parser.parse_args()
     contenders = []
     for spec in args.contenders:
