@@ -352,7 +352,7 @@ impl<S: Socket> Connection<S> {
             expect_continue,
         } = parsed;
         let is_head = method.as_ref() == b"HEAD";
-        let access = self
+        let mut access = self
             .ctx
             .access_log
             .as_ref()
@@ -366,7 +366,16 @@ impl<S: Socket> Connection<S> {
                 let status = answer.status;
                 let timeout = self.ctx.limits.write_timeout;
                 let (stream, out) = (&mut self.stream, &mut self.out);
-                let sent = write_static(stream, out, answer, protocol, keep_alive, timeout).await?;
+                let sent = write_static(
+                    stream,
+                    out,
+                    answer,
+                    protocol,
+                    keep_alive,
+                    timeout,
+                    access.as_mut(),
+                )
+                .await?;
                 if let Some(started) = started {
                     crate::metrics::response_since(status, started);
                     if let (Some(log), Some(entry)) = (&self.ctx.access_log, access) {
