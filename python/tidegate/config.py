@@ -279,6 +279,10 @@ def _convert_item(option: _Option, value: Any) -> Any:
     action = option.action
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise _WrongType(option.convert is not None, value)
+    if isinstance(value, int) and _has_string_choices(action):
+        # `http = 2`, `cert-reqs = 2`: the choices are strings, some of them numbers, and a
+        # TOML integer is what people write for those. Its text is checked as a choice.
+        value = str(value)
     if option.convert is None:
         if not isinstance(value, str):
             raise _WrongType(False, value)
@@ -300,6 +304,12 @@ def _convert_item(option: _Option, value: Any) -> Any:
         choices = ", ".join(repr(choice) for choice in action.choices)
         raise ConfigError(f"invalid choice: {converted!r} (choose from {choices})")
     return converted
+
+
+def _has_string_choices(action: argparse.Action) -> bool:
+    """Whether ``action`` takes one of a list of strings (``--http {1,2,auto}``)."""
+    choices = action.choices
+    return choices is not None and all(isinstance(choice, str) for choice in choices)
 
 
 def _convert_flag(option: _Option, value: Any) -> Any:
