@@ -358,7 +358,9 @@ impl<S: Socket> Connection<S> {
             .as_ref()
             .map(|log| log.entry(&method, &target, protocol, &headers, &self.peer));
         if let Some(site) = self.ctx.static_files.clone() {
-            if let Some(answer) = site.respond(&method, &target, &headers) {
+            if let Some(answer) =
+                site.respond_mounted(&self.ctx.proxy.root_path, &method, &target, &headers)
+            {
                 // A request body is not read: the connection ends after the answer.
                 let keep_alive = keep_alive
                     && matches!(framing, BodyFraming::Empty | BodyFraming::Length(0))

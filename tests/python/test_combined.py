@@ -261,6 +261,25 @@ def test_root_path_over_http2(server_factory, pki):
         assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/app", "/application")
 
 
+@needs_curl
+def test_static_files_under_the_root_path(server_factory, static_dir):
+    """A proxy that keeps the prefix sends /app/s/hello.txt for the /s mount (the URL an app
+    mounted at /app builds); one that strips it sends /s/hello.txt. Both get the file, over
+    HTTP/1.1 and HTTP/2; other paths under /app still reach the app."""
+    server = server_factory(APP, "--root-path", "/app", "--static", f"/s={static_dir}")
+    base = f"http://127.0.0.1:{server.port}"
+    for flag in ("--http1.1", "--http2-prior-knowledge"):
+        for path in ("/app/s/hello.txt", "/s/hello.txt"):
+            done = curl(flag, "-i", f"{base}{path}")
+            head, _, body = done.stdout.partition(b"\r\n\r\n")
+            assert body == b"hello, static\n", (flag, path, done.stdout)
+            assert b"text/plain" in head
+        environ = curl_json(flag, f"{base}/app/x")
+        assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/app", "/x")
+        done = curl(flag, "-o", "/dev/null", "-w", "%{http_code}", f"{base}/app/s/missing.txt")
+        assert done.stdout == b"404"
+
+
 # --- metrics ---------------------------------------------------------------------------------
 
 def scrape(url):
@@ -403,6 +422,9 @@ def test_json_error_log_with_tls_and_http2_failures(server_factory, pki):
         json.loads(line)  # raises on any line that is not JSON
     records = [json.loads(line) for line in lines]
     assert any("boom" in record["message"] for record in records)
+    # --log-level debug is tidegate's debug lines, not h2's trace of every frame.
+    assert not [line for line in lines if "send frame" in line or "schedule_send" in line], lines
+    assert len(records) < 60, lines
     assert any("handshake" in record["message"].lower() or "TLS" in record["message"]
                for record in records), lines
 
