@@ -203,12 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
         help='Cache-Control sent with static files, e.g. "public, max-age=3600" (default: none)',
     )
     proxy = parser.add_argument_group("behind a proxy (HTTP)")
-    proxy.add_argument(
+    allow_ips = proxy.add_argument(
         "--forwarded-allow-ips", default="127.0.0.1,::1", metavar="IPS",
         help="comma-separated IPs and networks (10.0.0.0/8, fd00::/8) or '*' trusted to send "
         "X-Forwarded-*/Forwarded headers and PROXY headers; from other peers those headers "
         "are removed; unix-socket peers are always trusted (default 127.0.0.1,::1)",
     )
+    # A configuration file may give the list as a TOML array (tidegate.config).
+    setattr(allow_ips, "tidegate_comma_separated", True)
     proxy.add_argument(
         "--proxy-protocol", action="store_true",
         help="connections from --forwarded-allow-ips start with a PROXY protocol v1/v2 header "

@@ -328,10 +328,21 @@ def _convert_flag(option: _Option, value: Any) -> Any:
     return action.const if value else option.default()
 
 
+#: The attribute of an argparse action whose one string value is a comma-separated list
+#: (``--forwarded-allow-ips 10.0.0.1,10.0.0.2``): a file may give it as a TOML array.
+COMMA_SEPARATED = "tidegate_comma_separated"
+
+
 def _convert_value(option: _Option, value: Any) -> Any:
     """A TOML value for ``option``, of the shape the option has on the command line."""
     if option.is_flag:
         return _convert_flag(option, value)
+    if (
+        getattr(option.action, COMMA_SEPARATED, False)
+        and isinstance(value, list)
+        and all(isinstance(item, str) and "," not in item for item in value)
+    ):
+        value = ",".join(value)  # forwarded-allow-ips = ["10.0.0.1", "10.0.0.2"]
     if not option.is_list:
         return _convert_item(option, value)
     if option.items_are_lists:

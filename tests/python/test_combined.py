@@ -517,6 +517,21 @@ def test_environment_variables_set_every_feature(server_factory, pki, static_dir
     check_configured_server(server, pki, metrics_port)
 
 
+@needs_curl
+def test_forwarded_allow_ips_as_a_toml_array(server_factory, tmp_path):
+    config = tmp_path / "tidegate.toml"
+    config.write_text('forwarded-allow-ips = ["10.0.0.0/8", "127.0.0.1"]\n')
+    printed = run_tidegate("--print-config", "--config", str(config), APP)
+    assert 'forwarded-allow-ips = "10.0.0.0/8,127.0.0.1"' in printed.stdout, printed.stderr
+    server = server_factory(APP, "--config", str(config))
+    environ = curl_json("--http2-prior-knowledge", *SPOOFED, f"http://127.0.0.1:{server.port}/")
+    assert environ["REMOTE_ADDR"] == "203.0.113.7"
+    config.write_text('forwarded-allow-ips = ["10.0.0.1", 5]\n')
+    done = run_tidegate("--config", str(config), APP)
+    assert done.returncode == 2
+    assert f"key 'forwarded-allow-ips' in {config}" in done.stderr
+
+
 def run_tidegate(*args, env=None, cwd=APPS_DIR):
     return subprocess.run(tidegate_command(*args), cwd=str(cwd), env=env or server_env(),
                           capture_output=True, text=True, timeout=30)
