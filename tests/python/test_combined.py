@@ -123,7 +123,8 @@ def proxy_v2_header(source: str, source_port: int, destination: str, destination
 
 
 def test_proxy_protocol_v2_then_tls_handshake(server_factory, pki):
-    server = server_factory(APP, *tls_options(pki), "--proxy-protocol")
+    server = server_factory(APP, *tls_options(pki), "--proxy-protocol", "--access-log",
+                            "--access-logformat", "%(h)s %(H)s %(s)s")
     raw = socket.create_connection((server.host, server.port), timeout=10)
     raw.sendall(proxy_v2_header("203.0.113.9", 4711, "127.0.0.1", server.port))
     with client_context(pki).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
@@ -135,6 +136,7 @@ def test_proxy_protocol_v2_then_tls_handshake(server_factory, pki):
     assert environ["REMOTE_ADDR"] == "203.0.113.9"
     assert environ["REMOTE_PORT"] == "4711"
     assert environ["wsgi.url_scheme"] == "https"
+    assert access_lines(server, 1) == ["203.0.113.9 HTTP/1.1 200"]
 
 
 def test_proxy_protocol_then_tls_with_h2_by_alpn(server_factory, pki):
