@@ -92,6 +92,26 @@ fn rank(level: &Level) -> u8 {
     }
 }
 
+/// Whether an event is logged at `threshold`. Below INFO only tidegate's own events are:
+/// the crates under it (h2 above all) trace every frame, HPACK field and window update at
+/// DEBUG and TRACE, which would bury `--log-level debug` under a hundred lines a request.
+fn admits(threshold: u8, metadata: &Metadata<'_>) -> bool {
+    let rank = rank(metadata.level());
+    if rank == 0 && !is_own(metadata.target()) {
+        return false;
+    }
+    // "critical" keeps only errors.
+    rank >= threshold.min(3)
+}
+
+/// Whether `target` (a module path) is in this crate.
+fn is_own(target: &str) -> bool {
+    let crate_name = env!("CARGO_CRATE_NAME");
+    target
+        .strip_prefix(crate_name)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+}
+
 /// The error log layer: one formatted line (or block, for tracebacks) per event.
 struct ErrorLog;
 
@@ -102,10 +122,7 @@ impl<S: Subscriber> Layer<S> for ErrorLog {
     }
 
     fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
-        let threshold = THRESHOLD.load(Ordering::Relaxed);
-        let rank = rank(metadata.level());
-        // "critical" keeps only errors.
-        rank >= threshold.min(3)
+        admits(THRESHOLD.load(Ordering::Relaxed), metadata)
     }
 
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
@@ -322,6 +339,34 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn debug_events_of_other_crates_are_left_out() {
+        struct Probe;
+        impl<S: Subscriber> Layer<S> for Probe {
+            fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+                SEEN.with(|seen| {
+                    let admitted = admits(0, event.metadata());
+                    seen.borrow_mut()
+                        .push((event.metadata().target().to_string(), admitted));
+                });
+            }
+        }
+        thread_local! {
+            static SEEN: std::cell::RefCell<Vec<(String, bool)>> = Default::default();
+        }
+        let subscriber = tracing_subscriber::registry().with(Probe);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!("ours");
+            tracing::debug!(target: "h2::codec::framed_write", "send frame");
+            tracing::trace!(target: "h2::proto", "poll");
+            tracing::info!(target: "h2::proto", "an h2 info");
+            tracing::debug!(target: "_tidegate_other", "a crate with a longer name");
+        });
+        let seen = SEEN.with(|seen| seen.take());
+        let admitted: Vec<_> = seen.iter().map(|(_, admitted)| *admitted).collect();
+        assert_eq!(admitted, [true, false, false, true, false], "{seen:?}");
+    }
 
     #[test]
     fn calendar_dates() {

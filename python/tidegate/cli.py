@@ -203,12 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
         help='Cache-Control sent with static files, e.g. "public, max-age=3600" (default: none)',
     )
     proxy = parser.add_argument_group("behind a proxy (HTTP)")
-    proxy.add_argument(
+    allow_ips = proxy.add_argument(
         "--forwarded-allow-ips", default="127.0.0.1,::1", metavar="IPS",
         help="comma-separated IPs and networks (10.0.0.0/8, fd00::/8) or '*' trusted to send "
         "X-Forwarded-*/Forwarded headers and PROXY headers; from other peers those headers "
         "are removed; unix-socket peers are always trusted (default 127.0.0.1,::1)",
     )
+    # A configuration file may give the list as a TOML array (tidegate.config).
+    setattr(allow_ips, "tidegate_comma_separated", True)
     proxy.add_argument(
         "--proxy-protocol", action="store_true",
         help="connections from --forwarded-allow-ips start with a PROXY protocol v1/v2 header "
@@ -362,19 +364,20 @@ def _tls_options(
     paths are taken from ``base``."""
     if options.certfile is None and options.keyfile is None:
         if options.ca_certs is not None:
-            parser.error("argument --ca-certs: needs --certfile and --keyfile (TLS)")
+            _option_error(parser, options, "--ca-certs", "needs --certfile and --keyfile (TLS)")
         if options.cert_reqs not in ("none", "0"):
-            parser.error("argument --cert-reqs: needs --certfile and --keyfile (TLS)")
+            _option_error(parser, options, "--cert-reqs", "needs --certfile and --keyfile (TLS)")
         return None
     if options.certfile is None or options.keyfile is None:
-        missing = "--certfile" if options.certfile is None else "--keyfile"
-        parser.error(f"argument {missing}: TLS needs both --certfile and --keyfile")
+        # Named as the one that was given (from a file, its key), the other being missing.
+        given = "--keyfile" if options.certfile is None else "--certfile"
+        _option_error(parser, options, given, "TLS needs both --certfile and --keyfile")
     if options.protocol != "http":
-        parser.error(f"argument --certfile: TLS is for --protocol http, not {options.protocol}")
+        _option_error(parser, options, "--certfile", f"TLS is for --protocol http, not {options.protocol}")
     if options.cert_reqs not in ("none", "0") and options.ca_certs is None:
-        parser.error(
-            f"argument --cert-reqs: {options.cert_reqs} needs --ca-certs to check "
-            "client certificates against"
+        _option_error(
+            parser, options, "--cert-reqs",
+            f"{options.cert_reqs} needs --ca-certs to check client certificates against",
         )
     return {
         "certfile": os.path.join(base, options.certfile),
@@ -422,14 +425,15 @@ def _static_mount(text: str) -> "tuple[str, str]":
 def _static_mounts(parser: argparse.ArgumentParser, options: argparse.Namespace) -> List[Any]:
     """The --static mounts with absolute directories (checked after --chdir)."""
     if options.static and options.protocol != "http":
-        parser.error(f"argument --static: only served with --protocol http, not {options.protocol}")
+        _option_error(parser, options, "--static", f"only served with --protocol http, not {options.protocol}")
     if options.static_cache_control is not None and not options.static:
-        parser.error("argument --static-cache-control: needs --static")
+        _option_error(parser, options, "--static-cache-control", "needs --static")
     mounts = []
     for prefix, directory in options.static:
         if not os.path.isdir(directory):
             problem = "is not a directory" if os.path.exists(directory) else "does not exist"
-            parser.error(f"argument --static: {prefix}={directory}: directory {directory!r} {problem}")
+            _option_error(parser, options, "--static",
+                          f"{prefix}={directory}: directory {directory!r} {problem}")
         mounts.append((prefix, os.path.abspath(directory)))
     return mounts
 
@@ -493,7 +497,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         try:
             check_bind(bind)
         except ValueError as error:
-            build_parser().error(f"argument -b/--bind: {error}")
+            _option_error(build_parser(), options, "-b/--bind", str(error))
     proxy = None
     if options.protocol != "cgi":
         proxy = {
@@ -504,7 +508,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         try:
             check_proxy(proxy, options.protocol)
         except ValueError as error:
-            build_parser().error(f"argument {error}")
+            _engine_error(build_parser(), options, str(error))
     # Relative certificate paths are relative to where the command runs, not --chdir.
     launch_dir = os.getcwd()
 
@@ -543,7 +547,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         try:
             check_access_log_format(options.access_logformat)
         except ValueError as error:
-            parser.error(f"argument --access-logformat: {error}")
+            _option_error(parser, options, "--access-logformat", str(error))
     if options.metrics_bind is not None:
         try:
             host, colon, port = options.metrics_bind.rpartition(":")
@@ -551,7 +555,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 raise ValueError(f"{options.metrics_bind!r} must be HOST:PORT (TCP)")
             check_bind(options.metrics_bind)
         except ValueError as error:
-            parser.error(f"argument --metrics-bind: {error}")
+            _option_error(parser, options, "--metrics-bind", str(error))
     if options.reload and options.preload:
         parser.error("--reload cannot be used with --preload (a preloaded app cannot be re-imported)")
 
@@ -623,11 +627,41 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except ValueError as error:
         if not str(error).startswith("--static"):
             raise
-        parser.error(f"argument {error}")  # a --static mount the engine refused
+        _engine_error(parser, options, str(error))  # a --static mount the engine refused
     except OSError as error:
-        print(f"tidegate: error: {error}", file=sys.stderr)
+        # A TLS file the engine could not use ("--certfile FILE: no such file") is named
+        # as it was set: the option, or the key of a configuration file, or the variable.
+        print(f"tidegate: error: {_named_as_set(options, str(error))}", file=sys.stderr)
         sys.exit(EXIT_SERVER_ERROR)
     sys.exit(code)
+
+
+def _option_error(parser: "argparse.ArgumentParser", options: Any, option: str, problem: str) -> None:
+    """``parser.error`` about ``option`` (``"--static"``, ``"-b/--bind"``) named as the user
+    set it: ``argument --static`` on the command line, else the key and its file, or the
+    variable (a value from a configuration file is checked after parsing too)."""
+    dest = option.rpartition("--")[2].replace("-", "_")
+    parser.error(f"{_origin(options, dest, f'argument {option}')}: {problem}")
+
+
+def _engine_error(parser: "argparse.ArgumentParser", options: Any, message: str) -> None:
+    """``parser.error`` for a ValueError of the engine that starts with the option it is
+    about (``--root-path: "app" must start with '/'``)."""
+    option, separator, problem = message.partition(": ")
+    if option.startswith("--") and " " not in option and separator:
+        _option_error(parser, options, option, problem)
+    parser.error(f"argument {message}")
+
+
+def _named_as_set(options: Any, message: str) -> str:
+    """``message`` (an engine error such as ``--certfile FILE: no such file``) with its
+    leading option replaced by the key and file, or the variable, that set it."""
+    option, separator, rest = message.partition(" ")
+    if not option.startswith("--") or not separator:
+        return message
+    argument = f"argument {option}"
+    where = _origin(options, option[2:].replace("-", "_"), argument)
+    return message if where == argument else f"{where}: {rest}"
 
 
 def _origin(options: Any, dest: str, argument: str) -> str:

@@ -279,6 +279,10 @@ def _convert_item(option: _Option, value: Any) -> Any:
     action = option.action
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise _WrongType(option.convert is not None, value)
+    if isinstance(value, int) and _has_string_choices(action):
+        # `http = 2`, `cert-reqs = 2`: the choices are strings, some of them numbers, and a
+        # TOML integer is what people write for those. Its text is checked as a choice.
+        value = str(value)
     if option.convert is None:
         if not isinstance(value, str):
             raise _WrongType(False, value)
@@ -302,6 +306,12 @@ def _convert_item(option: _Option, value: Any) -> Any:
     return converted
 
 
+def _has_string_choices(action: argparse.Action) -> bool:
+    """Whether ``action`` takes one of a list of strings (``--http {1,2,auto}``)."""
+    choices = action.choices
+    return choices is not None and all(isinstance(choice, str) for choice in choices)
+
+
 def _convert_flag(option: _Option, value: Any) -> Any:
     """A TOML boolean (or a count, for ``action="count"``) for an option without value."""
     action = option.action
@@ -318,10 +328,21 @@ def _convert_flag(option: _Option, value: Any) -> Any:
     return action.const if value else option.default()
 
 
+#: The attribute of an argparse action whose one string value is a comma-separated list
+#: (``--forwarded-allow-ips 10.0.0.1,10.0.0.2``): a file may give it as a TOML array.
+COMMA_SEPARATED = "tidegate_comma_separated"
+
+
 def _convert_value(option: _Option, value: Any) -> Any:
     """A TOML value for ``option``, of the shape the option has on the command line."""
     if option.is_flag:
         return _convert_flag(option, value)
+    if (
+        getattr(option.action, COMMA_SEPARATED, False)
+        and isinstance(value, list)
+        and all(isinstance(item, str) and "," not in item for item in value)
+    ):
+        value = ",".join(value)  # forwarded-allow-ips = ["10.0.0.1", "10.0.0.2"]
     if not option.is_list:
         return _convert_item(option, value)
     if option.items_are_lists:

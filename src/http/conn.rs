@@ -352,13 +352,15 @@ impl<S: Socket> Connection<S> {
             expect_continue,
         } = parsed;
         let is_head = method.as_ref() == b"HEAD";
-        let access = self
+        let mut access = self
             .ctx
             .access_log
             .as_ref()
             .map(|log| log.entry(&method, &target, protocol, &headers, &self.peer));
         if let Some(site) = self.ctx.static_files.clone() {
-            if let Some(answer) = site.respond(&method, &target, &headers) {
+            if let Some(answer) =
+                site.respond_mounted(&self.ctx.proxy.root_path, &method, &target, &headers)
+            {
                 // A request body is not read: the connection ends after the answer.
                 let keep_alive = keep_alive
                     && matches!(framing, BodyFraming::Empty | BodyFraming::Length(0))
@@ -366,7 +368,16 @@ impl<S: Socket> Connection<S> {
                 let status = answer.status;
                 let timeout = self.ctx.limits.write_timeout;
                 let (stream, out) = (&mut self.stream, &mut self.out);
-                let sent = write_static(stream, out, answer, protocol, keep_alive, timeout).await?;
+                let sent = write_static(
+                    stream,
+                    out,
+                    answer,
+                    protocol,
+                    keep_alive,
+                    timeout,
+                    access.as_mut(),
+                )
+                .await?;
                 if let Some(started) = started {
                     crate::metrics::response_since(status, started);
                     if let (Some(log), Some(entry)) = (&self.ctx.access_log, access) {

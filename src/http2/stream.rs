@@ -102,7 +102,8 @@ pub async fn serve_stream(
     }
 
     if let Some(site) = ctx.static_files.clone() {
-        if let Some(answer) = site.respond(&method, &target, &headers) {
+        if let Some(answer) = site.respond_mounted(&ctx.proxy.root_path, &method, &target, &headers)
+        {
             // Answered by the engine; a request body, if any, is never read (dropping the
             // receiving half resets the stream's upload, not the connection).
             drop(recv);

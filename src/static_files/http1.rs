@@ -9,10 +9,13 @@ use crate::gateway::{Protocol, ResponseHead};
 use crate::http::conn::Socket;
 use crate::http::response::{encode_head, status_allows_body, ResponseFraming};
 use crate::http::writer::OutQueue;
+use crate::logging::AccessEntry;
 use crate::static_files::{StaticBody, StaticResponse};
 
 /// Writes `response` (the head, then the body: sendfile(2) for a file on a plain socket, read and write under TLS). Returns the
 /// body bytes sent, for the access log. `keep_alive` is whether the connection stays open.
+/// `access`, the request's access log record, keeps the response fields its format names
+/// (`%({name}o)s`), as the app's responses do.
 pub async fn write_response<S: Socket>(
     stream: &mut S,
     out: &mut OutQueue,
@@ -20,6 +23,7 @@ pub async fn write_response<S: Socket>(
     protocol: Protocol,
     keep_alive: bool,
     timeout: Duration,
+    access: Option<&mut AccessEntry>,
 ) -> io::Result<u64> {
     let framing = match response.content_length {
         Some(length) if status_allows_body(response.status) => ResponseFraming::Length(length),
@@ -32,6 +36,9 @@ pub async fn write_response<S: Socket>(
         content_length: response.content_length,
         close_connection: !keep_alive,
     };
+    if let Some(access) = access {
+        access.capture_response(&head);
+    }
     encode_head(out.staging(), &head, framing, protocol, keep_alive);
     let sent = match response.body {
         StaticBody::Empty => 0,

@@ -98,6 +98,27 @@ pub fn content_type(path: &Path) -> String {
 }
 
 impl StaticSite {
+    /// [`StaticSite::respond`] for an app mounted at `root` (`--root-path`, normalised):
+    /// a path under the root is first looked up without it, since a proxy that keeps the
+    /// prefix sends `/app/static/app.css` for the `/static` mount (the URL the app builds
+    /// with `SCRIPT_NAME`), as one that strips it sends `/static/app.css`. Otherwise, or
+    /// when that finds no mount, the whole path is looked up.
+    pub fn respond_mounted(
+        &self,
+        root: &str,
+        method: &[u8],
+        target: &[u8],
+        headers: &[(Bytes, Bytes)],
+    ) -> Option<StaticResponse> {
+        let inner = crate::proxy::root_path::split(root, target);
+        if inner.len() != target.len() {
+            if let Some(answer) = self.respond(method, inner, headers) {
+                return Some(answer);
+            }
+        }
+        self.respond(method, target, headers)
+    }
+
     /// Answers a request if its path lies under a `--static` prefix; `None` otherwise (the
     /// app answers it). Only GET and HEAD are served (405 with `Allow` for the others);
     /// unsafe paths, missing files, directories and symlinks leading out are 404.
@@ -299,6 +320,25 @@ mod tests {
         let f = fixture("route");
         assert!(f.site.respond(b"GET", b"/app", &[]).is_none());
         assert!(f.site.respond(b"POST", b"/sx/a.css", &[]).is_none());
+    }
+
+    #[test]
+    fn under_a_root_path_both_proxy_styles_reach_the_files() {
+        let f = fixture("mounted");
+        let status = |target: &str| {
+            f.site
+                .respond_mounted("/app", b"GET", target.as_bytes(), &[])
+                .map(|r| r.status)
+        };
+        assert_eq!(status("/app/s/plain.txt"), Some(200)); // the prefix kept
+        assert_eq!(status("/s/plain.txt"), Some(200)); // the prefix stripped
+        assert_eq!(status("/app/s/missing.txt"), Some(404));
+        assert_eq!(status("/app"), None);
+        assert_eq!(status("/application/s/plain.txt"), None); // not on a segment boundary
+        assert_eq!(status("/app/x"), None);
+        // Without a root path, nothing changes.
+        let plain = f.site.respond_mounted("", b"GET", b"/app/s/plain.txt", &[]);
+        assert!(plain.is_none());
     }
 
     #[test]

@@ -275,7 +275,10 @@ def test_metrics_count_requests_bytes_and_connections(server_factory):
 
     def settled():
         samples, _ = scrape(url)
-        return samples if value(samples, "tidegate_connections_open") == 0 else None
+        # The gauge drops once the Python thread is back, which may be just after the
+        # connection closed: wait for both.
+        idle = value(samples, "tidegate_connections_open") == 0
+        return samples if idle and value(samples, "tidegate_requests_in_flight") == 0 else None
 
     samples = wait_until(settled, 5, "connections to close", server.log)
     assert value(samples, "tidegate_requests_total", code="1xx") == 0
