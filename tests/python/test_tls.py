@@ -45,7 +45,11 @@ class Pki:
         self.ca = root / f"{name}.pem"
         self.ca_key = root / f"{name}.key"
         openssl(root, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.ca_key.name,
-                "-out", self.ca.name, "-days", "2", "-subj", f"/CN=tidegate test {name}")
+                "-out", self.ca.name, "-days", "2", "-subj", f"/CN=tidegate test {name}",
+                # The extensions a CA must carry under VERIFY_X509_STRICT, on by default in
+                # Python 3.13's ssl.create_default_context().
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
 
     def issue(self, name: str, key_form: str = "pkcs8", client: bool = False):
         key, cert = self.root / f"{name}.key", self.root / f"{name}.pem"
@@ -58,7 +62,11 @@ class Pki:
             openssl(self.root, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key.name)
         ext = self.root / f"{name}.ext"
         usage = "clientAuth" if client else "serverAuth"
-        ext.write_text(f"subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage={usage}\n")
+        ext.write_text(
+            f"subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage={usage}\n"
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+            "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
+        )
         openssl(self.root, "req", "-new", "-key", key.name, "-subj", f"/CN={name}", "-out", f"{name}.csr")
         openssl(self.root, "x509", "-req", "-in", f"{name}.csr", "-CA", self.ca.name, "-CAkey",
                 self.ca_key.name, "-CAcreateserial", "-days", "2", "-out", cert.name, "-extfile", ext.name)
