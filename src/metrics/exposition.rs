@@ -15,7 +15,7 @@ pub fn render(totals: &Totals, workers: usize) -> String {
         &mut out,
         "tidegate_requests_total",
         "counter",
-        "Requests answered by the application, by status class.",
+        "Requests answered (by the application or a --static file), by status class.",
     );
     for (class, count) in totals.responses.iter().enumerate() {
         let _ = writeln!(
