@@ -10,29 +10,37 @@ start the server (tidegate: one worker, ``--threads 1`` unless ``--threads`` say
 warm up with wrk, then read every thread's utime+stime and context switches
 (``/proc/PID/task/TID``) around one ``wrk -t1 -c50 -dDs`` run. Prints µs of server CPU
 per request (whole tree, and per thread name), voluntary and involuntary context switches
-per request, and req/s.
+per request, and req/s. ``--app echo`` POSTs a ``--body-size`` body (10 KiB by default, as
+the post scenario does).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import subprocess
 import sys
-from typing import Dict, List, Tuple
+import tempfile
+import time
+from typing import Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-import run  # noqa: E402  (the harness's /proc, server and wrk helpers)
+import procs  # noqa: E402  (the harness's /proc and process helpers)
+import run  # noqa: E402
+import scenarios  # noqa: E402
+
+HOST = "127.0.0.1"
 
 
 def threads_of_tree(root: int) -> Dict[str, Tuple[int, int, int]]:
     """{thread name: (cpu ticks, voluntary, involuntary switches)} summed over the tree."""
     out: Dict[str, List[int]] = {}
-    for pid in run.process_tree(root):
+    for pid in procs.process_tree(root):
         try:
             tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
@@ -64,11 +72,33 @@ def command(kind: str, python: str, port: int, app: str,
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("VIRTUAL_ENV", None)
     if kind == "bjoern":
-        return [python, os.path.join(HERE, "bjoern_runner.py"), run.HOST, str(port), app], env
+        return [python, os.path.join(HERE, "bjoern_runner.py"), HOST, str(port), app], env
     if kind != "python":
         env["PYTHONPATH"] = kind
-    return [python, "-m", "tidegate", "--bind", f"{run.HOST}:{port}", "--threads", str(threads),
+    return [python, "-m", "tidegate", "--bind", f"{HOST}:{port}", "--threads", str(threads),
             "--log-level", "warning", "--chdir", HERE, f"bench_apps:{app}"], env
+
+
+def wait_ready(proc: subprocess.Popen, port: int, timeout: float) -> None:
+    """Until the server accepts a connection; fails if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with status {proc.returncode}")
+        try:
+            socket.create_connection((HOST, port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server not listening on {port} after {timeout}s")
+
+
+def wrk(port: int, seconds: int, connections: int, lua: Optional[str]) -> Dict[str, float]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    if lua:
+        cmd += ["-s", lua]
+    result, _ = scenarios.run_wrk(cmd + [f"http://{HOST}:{port}/"], seconds)
+    return result
 
 
 def measure(kind: str, python: str, args: argparse.Namespace) -> Dict[str, float]:
@@ -79,23 +109,23 @@ def measure(kind: str, python: str, args: argparse.Namespace) -> Dict[str, float
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT)
     try:
-        run.wait_ready(proc, port, log_path, 30)
-        run.run_wrk(port, args.warmup, args.connections, 1, latency=False)
+        wait_ready(proc, port, 30)
+        wrk(port, args.warmup, args.connections, args.lua)
         before = threads_of_tree(proc.pid)
-        data = run.run_wrk(port, args.duration, args.connections, 1, latency=False)
+        data = wrk(port, args.duration, args.connections, args.lua)
         after = threads_of_tree(proc.pid)
     finally:
-        run.stop_server(proc)
-    requests = max(data["requests"], 1)
+        procs.stop(proc)
+    requests = max(int(data["requests"]), 1)
     result = {"rps": data["rps"], "requests": requests}
     total = vol = invol = 0
     for name, (ticks, v, i) in after.items():
         t0, v0, i0 = before.get(name, (0, 0, 0))
-        result[f"us:{name}"] = (ticks - t0) / run.CLK_TCK / requests * 1e6
+        result[f"us:{name}"] = (ticks - t0) / procs.CLK_TCK / requests * 1e6
         total += ticks - t0
         vol += v - v0
         invol += i - i0
-    result["us_per_req"] = total / run.CLK_TCK / requests * 1e6
+    result["us_per_req"] = total / procs.CLK_TCK / requests * 1e6
     result["vcsw_per_req"] = vol / requests
     result["icsw_per_req"] = invol / requests
     return result
@@ -110,7 +140,17 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--app", default="hello")
     parser.add_argument("--threads", type=int, default=1, help="tidegate --threads (default 1)")
+    parser.add_argument("--body-size", type=int, default=10 * 1024,
+                        help="bytes POSTed per request with --app echo (default 10240)")
     args = parser.parse_args()
+    args.lua = None
+    if args.app == "echo":
+        lua = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        with lua:
+            lua.write('wrk.method = "POST"\n'
+                      f'wrk.body = string.rep("x", {args.body_size})\n'
+                      'wrk.headers["Content-Type"] = "application/octet-stream"\n')
+        args.lua = lua.name
     contenders = []
     for spec in args.contenders:
         label, _, rest = spec.partition("=")
@@ -126,6 +166,8 @@ def main() -> int:
             print(f"round {rnd + 1} {label:>10}: {r['us_per_req']:5.2f} us/req  "
                   f"{r['rps']:8.0f} req/s  vcsw/req {r['vcsw_per_req']:.2f}  "
                   f"icsw/req {r['icsw_per_req']:.3f}  [{threads}]", flush=True)
+    if args.lua:
+        os.unlink(args.lua)
     print("medians:")
     for label, rs in results.items():
         print(f"  {label:>10}: {statistics.median(r['us_per_req'] for r in rs):5.2f} us/req  "

@@ -14,7 +14,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::http::conn::RawSocket;
 
 /// Pieces below this size are copied into the staging buffer: one write beats many.
-const COPY_BELOW: usize = 4 * 1024;
+pub const COPY_BELOW: usize = 4 * 1024;
 /// Most pieces handed to one writev(2).
 const MAX_IOV: usize = 64;
 

@@ -279,11 +279,13 @@ fn collect_bytes<'py>(items: impl Iterator<Item = Bound<'py, PyAny>>) -> Result<
                 ))
             })?;
             let data = bytes.as_bytes();
-            Ok(if data.len() < 16 * 1024 {
-                Bytes::copy_from_slice(data)
-            } else {
-                Bytes::from_owner(PyBackedBytes::from(bytes.clone()))
-            })
+            Ok(
+                if data.len() < crate::wsgi::responder::ZERO_COPY_THRESHOLD {
+                    Bytes::copy_from_slice(data)
+                } else {
+                    Bytes::from_owner(PyBackedBytes::from(bytes.clone()))
+                },
+            )
         })
         .collect()
 }

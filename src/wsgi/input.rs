@@ -128,12 +128,19 @@ impl Input {
         if size == Some(0) {
             return Ok(PyBytes::new(py, b""));
         }
-        // Fast path: the buffer already holds what is asked for.
-        if let Some(size) = size {
-            if self.buffer.len() >= size {
+        // Fast paths, one copy straight into the bytes object: the buffer already holds
+        // what is asked for, or all that is left of a body received whole (without a size,
+        // `read_bytes` would first gather it into a `Vec`, a second copy).
+        match size {
+            Some(size) if self.buffer.len() >= size => {
                 let piece = self.buffer.split_to(size);
                 return Ok(PyBytes::new(py, &piece));
             }
+            None if self.source.is_none() && self.failure.is_none() => {
+                let rest = std::mem::take(&mut self.buffer);
+                return Ok(PyBytes::new(py, &rest));
+            }
+            _ => {}
         }
         let data = self.read_bytes(py, size)?;
         Ok(PyBytes::new(py, &data))

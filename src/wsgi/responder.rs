@@ -19,8 +19,12 @@ use crate::wsgi::head;
 use crate::wsgi::input::ClientDisconnected;
 
 /// Bodies below this size are copied into the I/O side's buffers; larger ones are shared
-/// with Python without a copy (the bytes object is kept alive until written).
-const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
+/// with Python without a copy (the bytes object is kept alive until written). The same
+/// size as the writer's own threshold: a piece the writer copies into its staging buffer
+/// anyway is copied here too (a small copy beats keeping a Python object alive across
+/// threads), and a piece it sends as its own iovec is never copied at all (a 10 KiB echo
+/// was copied once into a `Bytes` here only to be written from that copy).
+pub const ZERO_COPY_THRESHOLD: usize = crate::http::writer::COPY_BELOW;
 
 /// The response state of one request.
 #[pyclass(module = "tidegate._tidegate")]

@@ -130,6 +130,38 @@ def test_granian_iteration_yields_all_lines(serve_app):
     assert got == [["alpha\n", "beta\n", "gamma\n", "delta\n"]]
 
 
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+@pytest.mark.parametrize("cuts", ["", "100", "4095,4096,1", "3000,20000,5"])
+def test_echo_of_bodies_around_the_zero_copy_threshold(server_factory, framing, cuts):
+    """read() without a size returns the whole body (received whole, or streamed when the
+    client sends it in slices), and response pieces copied (< 4 KiB) or shared with
+    Python (>= 4 KiB) go out intact and in order, on a kept-alive connection."""
+    server = server_factory("wsgi_apps:echo_pieces_app")
+    sock = server.connect()
+    reader = ResponseReader(sock)
+    for size, split in [(10 * 1024, False), (10 * 1024, True), (4096, False), (40 * 1024, True)]:
+        body = bytes(range(256)) * (size // 256) + b"tail"
+        target = f"/?cuts={cuts}".encode()
+        if framing == "length":
+            head = (b"POST " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(body))
+            payload = head + body
+        else:
+            head = b"POST " + target + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            payload = head + chunked(body, 5000)
+        if split:
+            # Half of it first, so that the body is streamed rather than received whole.
+            sock.sendall(payload[:len(payload) // 2])
+            time.sleep(0.05)
+            sock.sendall(payload[len(payload) // 2:])
+        else:
+            sock.sendall(payload)
+        response = reader.read("POST")
+        assert response.status == 200
+        assert response.body == body
+    sock.close()
+
+
 def test_granian_read_after_readline_keeps_buffered_bytes(server_factory):
     server = server_factory(APP)
     got = run_ops(server, LINES, ["readline", "read"], "length")

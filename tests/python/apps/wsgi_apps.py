@@ -140,6 +140,21 @@ def input_ops_app(environ, start_response):
     return _json_response(start_response, results)
 
 
+def echo_pieces_app(environ, start_response):
+    """Answer the body read with ``read()`` (no size), in pieces of the sizes ``cuts=a,b``
+    (the rest last), so response pieces below and above the writer's copy threshold mix."""
+    body = environ["wsgi.input"].read()
+    cuts = [int(c) for c in _query(environ).get("cuts", "").split(",") if c]
+    pieces, start = [], 0
+    for cut in cuts:
+        pieces.append(body[start:start + cut])
+        start += cut
+    pieces.append(body[start:])
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("Content-Length", str(len(body)))])
+    return pieces
+
+
 def upload_app(environ, start_response):
     """Read the body in 64 KiB pieces and return its length and CRC-32, holding no more
     than one piece. With ``marker=PATH``: write ``started`` before the first read and, if
