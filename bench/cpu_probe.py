@@ -26,13 +26,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-import run  # noqa: E402  (the harness's /proc, server and wrk helpers)
+import procs  # noqa: E402  (the harness's /proc and process helpers)
+import run  # noqa: E402  (free_port, wait_ready)
+from scenarios import Scenario, run_wrk, wrk_command  # noqa: E402
+from servers import HOST  # noqa: E402
 
 
 def threads_of_tree(root: int) -> Dict[str, Tuple[int, int, int]]:
     """{thread name: (cpu ticks, voluntary, involuntary switches)} summed over the tree."""
     out: Dict[str, List[int]] = {}
-    for pid in run.process_tree(root):
+    for pid in procs.process_tree(root):
         try:
             tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
@@ -64,10 +67,10 @@ def command(kind: str, python: str, port: int, app: str,
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("VIRTUAL_ENV", None)
     if kind == "bjoern":
-        return [python, os.path.join(HERE, "bjoern_runner.py"), run.HOST, str(port), app], env
+        return [python, os.path.join(HERE, "bjoern_runner.py"), HOST, str(port), app], env
     if kind != "python":
         env["PYTHONPATH"] = kind
-    return [python, "-m", "tidegate", "--bind", f"{run.HOST}:{port}", "--threads", str(threads),
+    return [python, "-m", "tidegate", "--bind", f"{HOST}:{port}", "--threads", str(threads),
             "--log-level", "warning", "--chdir", HERE, f"bench_apps:{app}"], env
 
 
@@ -78,24 +81,29 @@ def measure(kind: str, python: str, args: argparse.Namespace) -> Dict[str, float
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT)
+    sc = Scenario("probe", "cpu_probe", args.app, [], connections=args.connections,
+                  wrk_headers=args.header)
     try:
-        run.wait_ready(proc, port, log_path, 30)
-        run.run_wrk(port, args.warmup, args.connections, 1, latency=False)
+        run.wait_ready(proc, sc, port, log_path, argparse.Namespace(start_timeout=30,
+                                                                     file_size=0))
+        if args.warmup:
+            run_wrk(wrk_command(sc, port, args.warmup, None, latency=False), args.warmup)
         before = threads_of_tree(proc.pid)
-        data = run.run_wrk(port, args.duration, args.connections, 1, latency=False)
+        data, _ = run_wrk(wrk_command(sc, port, args.duration, None, latency=False),
+                          args.duration)
         after = threads_of_tree(proc.pid)
     finally:
-        run.stop_server(proc)
+        procs.stop(proc)
     requests = max(data["requests"], 1)
     result = {"rps": data["rps"], "requests": requests}
     total = vol = invol = 0
     for name, (ticks, v, i) in after.items():
         t0, v0, i0 = before.get(name, (0, 0, 0))
-        result[f"us:{name}"] = (ticks - t0) / run.CLK_TCK / requests * 1e6
+        result[f"us:{name}"] = (ticks - t0) / procs.CLK_TCK / requests * 1e6
         total += ticks - t0
         vol += v - v0
         invol += i - i0
-    result["us_per_req"] = total / run.CLK_TCK / requests * 1e6
+    result["us_per_req"] = total / procs.CLK_TCK / requests * 1e6
     result["vcsw_per_req"] = vol / requests
     result["icsw_per_req"] = invol / requests
     return result
@@ -110,6 +118,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--app", default="hello")
     parser.add_argument("--threads", type=int, default=1, help="tidegate --threads (default 1)")
+    parser.add_argument("--header", action="append", default=[],
+                        help="a header for wrk -H, e.g. 'Connection: close' (repeatable)")
     args = parser.parse_args()
     contenders = []
     for spec in args.contenders:
