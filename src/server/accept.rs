@@ -96,6 +96,7 @@ pub async fn accept_loop(
 ) {
     match listener {
         Listener::Tcp(std_listener) => {
+            let nodelay_inherited = nodelay_on_listener(&std_listener);
             let listener = match tokio::net::TcpListener::from_std(std_listener) {
                 Ok(listener) => listener,
                 Err(error) => {
@@ -108,8 +109,16 @@ pub async fn accept_loop(
             let (listener, info) = (&listener, &ctx.listener);
             serve_accepted(&ctx, &connections, move || async move {
                 let (stream, peer) = listener.accept().await?;
-                let _ = stream.set_nodelay(true);
-                let server = server_address(info, stream.local_addr().ok());
+                if !nodelay_inherited {
+                    let _ = stream.set_nodelay(true);
+                }
+                // The address the client reached matters only on a wildcard listener:
+                // elsewhere it is the listener's, and asking costs a getsockname(2).
+                let server = if is_wildcard(info) {
+                    server_address(info, stream.local_addr().ok())
+                } else {
+                    Arc::clone(info)
+                };
                 Ok((Metered::new(stream), Peer::Tcp(peer), server))
             })
             .await;
@@ -263,6 +272,22 @@ async fn serve_http<S: Socket>(
     }
 }
 
+/// Sets TCP_NODELAY on a listening socket so the connections it accepts are born with it
+/// (Linux copies the listener's TCP options to each accepted socket), which saves a
+/// setsockopt(2) per connection. Returns whether accepted sockets can rely on it; when not
+/// (another system, or the call failed), each connection sets it itself.
+fn nodelay_on_listener(listener: &std::net::TcpListener) -> bool {
+    cfg!(target_os = "linux")
+        && socket2::SockRef::from(listener)
+            .set_tcp_nodelay(true)
+            .is_ok()
+}
+
+/// Whether the listener is bound to a wildcard address (0.0.0.0, ::).
+fn is_wildcard(listener: &ListenerInfo) -> bool {
+    listener.server_name == "0.0.0.0" || listener.server_name == "::"
+}
+
 /// The server address a connection reports: the listener's, unless the listener is bound
 /// to a wildcard address (0.0.0.0, ::), where the address the client reached says more.
 fn server_address(
@@ -270,7 +295,7 @@ fn server_address(
     local: Option<std::net::SocketAddr>,
 ) -> Arc<ListenerInfo> {
     match local {
-        Some(local) if listener.server_name == "0.0.0.0" || listener.server_name == "::" => {
+        Some(local) if is_wildcard(listener) => {
             Arc::new(ListenerInfo {
                 server_name: local.ip().to_canonical().to_string(),
                 server_port: listener.server_port.clone(),
@@ -288,4 +313,23 @@ fn server_address(
 async fn accept_failed(listener: &ListenerInfo, error: std::io::Error) {
     tracing::error!("accept() failed on {}: {error}", listener.display);
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The saving rests on Linux handing the listener's TCP_NODELAY to accepted sockets:
+    /// if that ever stopped, small responses written in pieces would wait on Nagle.
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let inherited = nodelay_on_listener(&listener);
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        if inherited {
+            assert!(accepted.nodelay().unwrap());
+        }
+        assert_eq!(inherited, cfg!(target_os = "linux"));
+    }
 }
