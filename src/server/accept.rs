@@ -169,32 +169,49 @@ async fn serve_accepted<S, F, Fut>(
             // Every thread got a request while we waited: stop accepting until one is free.
             () = ctx.capacity.filled() => continue,
             accepted = accept() => match accepted {
-                Ok((mut stream, peer, server)) => {
+                Ok((stream, peer, server)) => {
                     let guard = connections.enter();
-                    let ctx = Arc::clone(ctx);
-                    tokio::spawn(async move {
-                        // --proxy-protocol: the header comes off the socket before any
-                        // protocol (or, later, TLS) reads it, and names the peer.
-                        let Some(peer) = proxy_header(&mut stream, peer, &ctx).await else {
-                            return drop(guard);
-                        };
-                        match ctx.protocol {
-                            WireProtocol::Http => serve_http(stream, peer, server, ctx).await,
-                            WireProtocol::FastCgi => {
-                                crate::fastcgi::conn::serve_connection(stream, ctx).await;
-                            }
-                            WireProtocol::Uwsgi => {
-                                crate::uwsgi::conn::serve_connection(stream, ctx).await;
-                            }
-                        }
-                        drop(guard);
-                    });
+                    let task = serve_one(stream, peer, server, Arc::clone(ctx), guard);
+                    // Boxed, so the task tokio allocates and moves holds a pointer rather
+                    // than the connection's future (several KiB, HTTP/2 and TLS states
+                    // included), which spawning copied twice and finishing once more.
+                    tokio::spawn(Box::pin(task));
                 }
                 Err(error) => accept_failed(&ctx.listener, error).await,
             },
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Serves one accepted connection with the listener's protocol, holding `guard` (the
+/// connection's place in the open count) until it closes.
+async fn serve_one<S>(
+    mut stream: S,
+    peer: Peer,
+    server: Arc<ListenerInfo>,
+    ctx: Arc<ConnContext>,
+    guard: ConnectionGuard,
+) where
+    S: Socket + RawSocket + crate::proxy::connection::PeekSocket,
+{
+    // --proxy-protocol: the header comes off the socket before any protocol (or, later,
+    // TLS) reads it, and names the peer.
+    let Some(peer) = proxy_header(&mut stream, peer, &ctx).await else {
+        return drop(guard);
+    };
+    // The protocols other than HTTP/1.1 are boxed where they start, so their (larger)
+    // futures are not part of every connection's.
+    match ctx.protocol {
+        WireProtocol::Http => serve_http(stream, peer, server, ctx).await,
+        WireProtocol::FastCgi => {
+            Box::pin(crate::fastcgi::conn::serve_connection(stream, ctx)).await;
+        }
+        WireProtocol::Uwsgi => {
+            Box::pin(crate::uwsgi::conn::serve_connection(stream, ctx)).await;
+        }
+    }
+    drop(guard);
 }
 
 /// With `--proxy-protocol`, takes the PROXY header off a new connection and returns the
@@ -235,6 +252,37 @@ async fn serve_http<S: Socket>(
     ctx: Arc<ConnContext>,
 ) {
     let versions = ctx.http2.versions;
+    if ctx.tls.is_some() {
+        return Box::pin(serve_tls(stream, peer, server, ctx)).await;
+    }
+    match versions {
+        HttpVersions::Http1 => serve_connection(stream, peer, server, ctx).await,
+        HttpVersions::Http2 => Box::pin(crate::http2::conn::serve(stream, peer, server, ctx)).await,
+        HttpVersions::Auto => {
+            let mut stream = stream;
+            let mut shutdown = ctx.shutdown.clone();
+            match sniff(&mut stream, ctx.limits.header_timeout, &mut shutdown).await {
+                Sniffed::Http1(buf) => {
+                    serve_connection_buffered(stream, buf, peer, server, ctx).await;
+                }
+                Sniffed::Http2(buf) => {
+                    let stream = Rewind::new(buf, stream);
+                    Box::pin(crate::http2::conn::serve(stream, peer, server, ctx)).await;
+                }
+                Sniffed::Closed => {}
+            }
+        }
+    }
+}
+
+/// Serves a connection over TLS: HTTP/2 or HTTP/1.1 as ALPN or `--http` says.
+async fn serve_tls<S: Socket>(
+    stream: S,
+    peer: Peer,
+    server: Arc<ListenerInfo>,
+    ctx: Arc<ConnContext>,
+) {
+    let versions = ctx.http2.versions;
     if let Some(acceptor) = &ctx.tls {
         let timeout = ctx.limits.header_timeout;
         let Some(stream) = crate::tls::accept(acceptor, stream, timeout, &peer).await else {
@@ -249,25 +297,6 @@ async fn serve_http<S: Socket>(
             crate::http2::conn::serve(stream, peer, server, ctx).await;
         } else {
             serve_connection(stream, peer, server, ctx).await;
-        }
-        return;
-    }
-    match versions {
-        HttpVersions::Http1 => serve_connection(stream, peer, server, ctx).await,
-        HttpVersions::Http2 => crate::http2::conn::serve(stream, peer, server, ctx).await,
-        HttpVersions::Auto => {
-            let mut stream = stream;
-            let mut shutdown = ctx.shutdown.clone();
-            match sniff(&mut stream, ctx.limits.header_timeout, &mut shutdown).await {
-                Sniffed::Http1(buf) => {
-                    serve_connection_buffered(stream, buf, peer, server, ctx).await;
-                }
-                Sniffed::Http2(buf) => {
-                    let stream = Rewind::new(buf, stream);
-                    crate::http2::conn::serve(stream, peer, server, ctx).await;
-                }
-                Sniffed::Closed => {}
-            }
         }
     }
 }
@@ -295,15 +324,13 @@ fn server_address(
     local: Option<std::net::SocketAddr>,
 ) -> Arc<ListenerInfo> {
     match local {
-        Some(local) if is_wildcard(listener) => {
-            Arc::new(ListenerInfo {
-                server_name: local.ip().to_canonical().to_string(),
-                server_port: listener.server_port.clone(),
-                url_scheme: listener.url_scheme,
-                display: listener.display.clone(),
-                environ_strings: Default::default(),
-            })
-        }
+        Some(local) if is_wildcard(listener) => Arc::new(ListenerInfo {
+            server_name: local.ip().to_canonical().to_string(),
+            server_port: listener.server_port.clone(),
+            url_scheme: listener.url_scheme,
+            display: listener.display.clone(),
+            environ_strings: Default::default(),
+        }),
         _ => Arc::clone(listener),
     }
 }
