@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -93,8 +93,11 @@ def wait_ready(proc: subprocess.Popen, port: int, timeout: float) -> None:
     raise RuntimeError(f"server not listening on {port} after {timeout}s")
 
 
-def wrk(port: int, seconds: int, connections: int, lua: Optional[str]) -> Dict[str, float]:
+def wrk(port: int, seconds: int, connections: int, lua: Optional[str],
+        headers: Sequence[str] = ()) -> Dict[str, float]:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    for header in headers:
+        cmd += ["-H", header]
     if lua:
         cmd += ["-s", lua]
     result, _ = scenarios.run_wrk(cmd + [f"http://{HOST}:{port}/"], seconds)
@@ -110,9 +113,9 @@ def measure(kind: str, python: str, args: argparse.Namespace) -> Dict[str, float
                                 stderr=subprocess.STDOUT)
     try:
         wait_ready(proc, port, 30)
-        wrk(port, args.warmup, args.connections, args.lua)
+        wrk(port, args.warmup, args.connections, args.lua, args.header)
         before = threads_of_tree(proc.pid)
-        data = wrk(port, args.duration, args.connections, args.lua)
+        data = wrk(port, args.duration, args.connections, args.lua, args.header)
         after = threads_of_tree(proc.pid)
     finally:
         procs.stop(proc)
@@ -142,6 +145,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="tidegate --threads (default 1)")
     parser.add_argument("--body-size", type=int, default=10 * 1024,
                         help="bytes POSTed per request with --app echo (default 10240)")
+    parser.add_argument("--header", action="append", default=[],
+                        help="a header for wrk -H, e.g. 'Connection: close' (repeatable)")
     args = parser.parse_args()
     args.lua = None
     if args.app == "echo":

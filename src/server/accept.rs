@@ -96,6 +96,7 @@ pub async fn accept_loop(
 ) {
     match listener {
         Listener::Tcp(std_listener) => {
+            let nodelay_inherited = nodelay_on_listener(&std_listener);
             let listener = match tokio::net::TcpListener::from_std(std_listener) {
                 Ok(listener) => listener,
                 Err(error) => {
@@ -108,8 +109,16 @@ pub async fn accept_loop(
             let (listener, info) = (&listener, &ctx.listener);
             serve_accepted(&ctx, &connections, move || async move {
                 let (stream, peer) = listener.accept().await?;
-                let _ = stream.set_nodelay(true);
-                let server = server_address(info, stream.local_addr().ok());
+                if !nodelay_inherited {
+                    let _ = stream.set_nodelay(true);
+                }
+                // The address the client reached matters only on a wildcard listener:
+                // elsewhere it is the listener's, and asking costs a getsockname(2).
+                let server = if is_wildcard(info) {
+                    server_address(info, stream.local_addr().ok())
+                } else {
+                    Arc::clone(info)
+                };
                 Ok((Metered::new(stream), Peer::Tcp(peer), server))
             })
             .await;
@@ -160,32 +169,49 @@ async fn serve_accepted<S, F, Fut>(
             // Every thread got a request while we waited: stop accepting until one is free.
             () = ctx.capacity.filled() => continue,
             accepted = accept() => match accepted {
-                Ok((mut stream, peer, server)) => {
+                Ok((stream, peer, server)) => {
                     let guard = connections.enter();
-                    let ctx = Arc::clone(ctx);
-                    tokio::spawn(async move {
-                        // --proxy-protocol: the header comes off the socket before any
-                        // protocol (or, later, TLS) reads it, and names the peer.
-                        let Some(peer) = proxy_header(&mut stream, peer, &ctx).await else {
-                            return drop(guard);
-                        };
-                        match ctx.protocol {
-                            WireProtocol::Http => serve_http(stream, peer, server, ctx).await,
-                            WireProtocol::FastCgi => {
-                                crate::fastcgi::conn::serve_connection(stream, ctx).await;
-                            }
-                            WireProtocol::Uwsgi => {
-                                crate::uwsgi::conn::serve_connection(stream, ctx).await;
-                            }
-                        }
-                        drop(guard);
-                    });
+                    let task = serve_one(stream, peer, server, Arc::clone(ctx), guard);
+                    // Boxed, so the task tokio allocates and moves holds a pointer rather
+                    // than the connection's future (several KiB, HTTP/2 and TLS states
+                    // included), which spawning copied twice and finishing once more.
+                    tokio::spawn(Box::pin(task));
                 }
                 Err(error) => accept_failed(&ctx.listener, error).await,
             },
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Serves one accepted connection with the listener's protocol, holding `guard` (the
+/// connection's place in the open count) until it closes.
+async fn serve_one<S>(
+    mut stream: S,
+    peer: Peer,
+    server: Arc<ListenerInfo>,
+    ctx: Arc<ConnContext>,
+    guard: ConnectionGuard,
+) where
+    S: Socket + RawSocket + crate::proxy::connection::PeekSocket,
+{
+    // --proxy-protocol: the header comes off the socket before any protocol (or, later,
+    // TLS) reads it, and names the peer.
+    let Some(peer) = proxy_header(&mut stream, peer, &ctx).await else {
+        return drop(guard);
+    };
+    // The protocols other than HTTP/1.1 are boxed where they start, so their (larger)
+    // futures are not part of every connection's.
+    match ctx.protocol {
+        WireProtocol::Http => serve_http(stream, peer, server, ctx).await,
+        WireProtocol::FastCgi => {
+            Box::pin(crate::fastcgi::conn::serve_connection(stream, ctx)).await;
+        }
+        WireProtocol::Uwsgi => {
+            Box::pin(crate::uwsgi::conn::serve_connection(stream, ctx)).await;
+        }
+    }
+    drop(guard);
 }
 
 /// With `--proxy-protocol`, takes the PROXY header off a new connection and returns the
@@ -226,6 +252,37 @@ async fn serve_http<S: Socket>(
     ctx: Arc<ConnContext>,
 ) {
     let versions = ctx.http2.versions;
+    if ctx.tls.is_some() {
+        return Box::pin(serve_tls(stream, peer, server, ctx)).await;
+    }
+    match versions {
+        HttpVersions::Http1 => serve_connection(stream, peer, server, ctx).await,
+        HttpVersions::Http2 => Box::pin(crate::http2::conn::serve(stream, peer, server, ctx)).await,
+        HttpVersions::Auto => {
+            let mut stream = stream;
+            let mut shutdown = ctx.shutdown.clone();
+            match sniff(&mut stream, ctx.limits.header_timeout, &mut shutdown).await {
+                Sniffed::Http1(buf) => {
+                    serve_connection_buffered(stream, buf, peer, server, ctx).await;
+                }
+                Sniffed::Http2(buf) => {
+                    let stream = Rewind::new(buf, stream);
+                    Box::pin(crate::http2::conn::serve(stream, peer, server, ctx)).await;
+                }
+                Sniffed::Closed => {}
+            }
+        }
+    }
+}
+
+/// Serves a connection over TLS: HTTP/2 or HTTP/1.1 as ALPN or `--http` says.
+async fn serve_tls<S: Socket>(
+    stream: S,
+    peer: Peer,
+    server: Arc<ListenerInfo>,
+    ctx: Arc<ConnContext>,
+) {
+    let versions = ctx.http2.versions;
     if let Some(acceptor) = &ctx.tls {
         let timeout = ctx.limits.header_timeout;
         let Some(stream) = crate::tls::accept(acceptor, stream, timeout, &peer).await else {
@@ -241,26 +298,23 @@ async fn serve_http<S: Socket>(
         } else {
             serve_connection(stream, peer, server, ctx).await;
         }
-        return;
     }
-    match versions {
-        HttpVersions::Http1 => serve_connection(stream, peer, server, ctx).await,
-        HttpVersions::Http2 => crate::http2::conn::serve(stream, peer, server, ctx).await,
-        HttpVersions::Auto => {
-            let mut stream = stream;
-            let mut shutdown = ctx.shutdown.clone();
-            match sniff(&mut stream, ctx.limits.header_timeout, &mut shutdown).await {
-                Sniffed::Http1(buf) => {
-                    serve_connection_buffered(stream, buf, peer, server, ctx).await;
-                }
-                Sniffed::Http2(buf) => {
-                    let stream = Rewind::new(buf, stream);
-                    crate::http2::conn::serve(stream, peer, server, ctx).await;
-                }
-                Sniffed::Closed => {}
-            }
-        }
-    }
+}
+
+/// Sets TCP_NODELAY on a listening socket so the connections it accepts are born with it
+/// (Linux copies the listener's TCP options to each accepted socket), which saves a
+/// setsockopt(2) per connection. Returns whether accepted sockets can rely on it; when not
+/// (another system, or the call failed), each connection sets it itself.
+fn nodelay_on_listener(listener: &std::net::TcpListener) -> bool {
+    cfg!(target_os = "linux")
+        && socket2::SockRef::from(listener)
+            .set_tcp_nodelay(true)
+            .is_ok()
+}
+
+/// Whether the listener is bound to a wildcard address (0.0.0.0, ::).
+fn is_wildcard(listener: &ListenerInfo) -> bool {
+    listener.server_name == "0.0.0.0" || listener.server_name == "::"
 }
 
 /// The server address a connection reports: the listener's, unless the listener is bound
@@ -270,15 +324,13 @@ fn server_address(
     local: Option<std::net::SocketAddr>,
 ) -> Arc<ListenerInfo> {
     match local {
-        Some(local) if listener.server_name == "0.0.0.0" || listener.server_name == "::" => {
-            Arc::new(ListenerInfo {
-                server_name: local.ip().to_canonical().to_string(),
-                server_port: listener.server_port.clone(),
-                url_scheme: listener.url_scheme,
-                display: listener.display.clone(),
-                environ_strings: Default::default(),
-            })
-        }
+        Some(local) if is_wildcard(listener) => Arc::new(ListenerInfo {
+            server_name: local.ip().to_canonical().to_string(),
+            server_port: listener.server_port.clone(),
+            url_scheme: listener.url_scheme,
+            display: listener.display.clone(),
+            environ_strings: Default::default(),
+        }),
         _ => Arc::clone(listener),
     }
 }
@@ -288,4 +340,23 @@ fn server_address(
 async fn accept_failed(listener: &ListenerInfo, error: std::io::Error) {
     tracing::error!("accept() failed on {}: {error}", listener.display);
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The saving rests on Linux handing the listener's TCP_NODELAY to accepted sockets:
+    /// if that ever stopped, small responses written in pieces would wait on Nagle.
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let inherited = nodelay_on_listener(&listener);
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        if inherited {
+            assert!(accepted.nodelay().unwrap());
+        }
+        assert_eq!(inherited, cfg!(target_os = "linux"));
+    }
 }
