@@ -208,6 +208,19 @@ def pytest_configure(config):
     )
 
 
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, log: object = "") -> object:
+    """Polls ``predicate`` until it returns something true (and returns that), or fails after
+    ``timeout`` seconds naming ``what``, with ``log`` (a string, or a callable giving one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n{log() if callable(log) else log}")
+        time.sleep(0.02)
+
+
 def http_request(sock: socket.socket, data: bytes) -> None:
     sock.sendall(data)
 

@@ -23,7 +23,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import APPS_DIR, read_until_close, server_env, tidegate_command
+from conftest import APPS_DIR, read_until_close, server_env, tidegate_command, wait_until
 from test_tls import Pki
 
 APP = "combined_apps:app"
@@ -86,17 +86,6 @@ def https_get(server, pki, path="/", headers=None):
     finally:
         conn.close()
     return response, body
-
-
-def wait_until(predicate, timeout, what, log=""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{log() if callable(log) else log}")
-        time.sleep(0.05)
 
 
 def access_lines(server, count):

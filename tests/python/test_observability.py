@@ -17,21 +17,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import APPS_DIR, read_until_close, server_env, tidegate_command
+from conftest import APPS_DIR, read_until_close, server_env, tidegate_command, wait_until
 
 APP = "obs_apps"
 METRICS_AT = r"Serving metrics at: (http://\S+/metrics)"
-
-
-def wait_until(predicate, timeout, what, log=""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{log() if callable(log) else log}")
-        time.sleep(0.02)
 
 
 def raw_request(server, path, extra=b"", method=b"GET"):

@@ -23,12 +23,12 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import pytest
 
 import conftest
-from conftest import APPS_DIR, Server, tidegate_command
+from conftest import APPS_DIR, Server, tidegate_command, wait_until
 
 APP = "process_apps:app"
 PROCESS_APPS = APPS_DIR / "process_apps.py"
@@ -167,17 +167,6 @@ def children(pid: int) -> List[int]:
             return [int(p) for p in f.read().split()]
     except OSError:
         return []
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, log: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{log() if callable(log) else log}")
-        time.sleep(0.02)
 
 
 def free_port() -> int:
