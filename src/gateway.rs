@@ -75,6 +75,8 @@ pub struct RequestHead {
     pub headers: Vec<(Bytes, Bytes)>,
     /// The peer that sent the request.
     pub peer: Peer,
+    /// The peer's `REMOTE_ADDR` and `REMOTE_PORT`, shared by the requests of a connection.
+    pub peer_strings: Arc<crate::wsgi::environ::PeerStrings>,
     /// The listener the request arrived on.
     pub listener: Arc<ListenerInfo>,
 }

@@ -136,6 +136,7 @@ pub async fn serve_connection_buffered<S: Socket>(
         buf,
         out: OutQueue::new(),
         peer,
+        peer_strings: Arc::default(),
         listener,
         idle_timer: Box::pin(tokio::time::sleep(ctx.limits.header_timeout)),
         ctx,
@@ -150,6 +151,8 @@ struct Connection<S> {
     buf: BytesMut,
     out: OutQueue,
     peer: Peer,
+    /// The peer as the environ shows it, made once for all the connection's requests.
+    peer_strings: Arc<crate::wsgi::environ::PeerStrings>,
     listener: Arc<ListenerInfo>,
     /// The keep-alive and header deadline, one timer for the connection's life: moving a
     /// registered timer later is a lock-free update in tokio, while a new `Sleep` per
@@ -403,6 +406,7 @@ impl<S: Socket> Connection<S> {
             protocol,
             headers,
             peer: self.peer.clone(),
+            peer_strings: Arc::clone(&self.peer_strings),
             listener: Arc::clone(&self.listener),
         };
         let (overdue_tx, mut overdue) = oneshot::channel::<()>();

@@ -23,6 +23,7 @@ use crate::http::writer::read_file_at;
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
 use crate::static_files::{StaticBody, StaticResponse};
+use crate::wsgi::environ::PeerStrings;
 
 /// Size of the reads that send a `wsgi.file_wrapper` file (no sendfile(2) on HTTP/2).
 const FILE_CHUNK: usize = 64 * 1024;
@@ -39,7 +40,7 @@ enum StreamError {
 pub async fn serve_stream(
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-    peer: Peer,
+    (peer, peer_strings): (Peer, Arc<PeerStrings>),
     listener: Arc<ListenerInfo>,
     ctx: Arc<ConnContext>,
 ) {
@@ -148,6 +149,7 @@ pub async fn serve_stream(
             protocol: Protocol::Http2,
             headers,
             peer: peer.clone(),
+            peer_strings,
             listener,
         }),
         body,
