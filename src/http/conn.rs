@@ -504,7 +504,9 @@ impl<S: Socket> Connection<S> {
         };
         let mut keep_alive = response.keep_alive && end == ResponseEnd::Complete;
         if keep_alive {
-            let drained = tokio::time::timeout(
+            // A request without a body, or whose body the app read, is drained at the first
+            // poll: no timer for it.
+            let drained = crate::http::writer::within(
                 DRAIN_TIMEOUT,
                 pump.drain(&mut self.stream, &mut self.buf, DRAIN_LIMIT),
             )
