@@ -136,7 +136,7 @@ pub async fn serve_connection_buffered<S: Socket>(
         buf,
         out: OutQueue::new(),
         peer,
-        peer_strings: Arc::default(),
+        peer_strings: Some(Arc::default()),
         listener,
         idle_timer: Box::pin(tokio::time::sleep(ctx.limits.header_timeout)),
         ctx,
@@ -152,7 +152,9 @@ struct Connection<S> {
     out: OutQueue,
     peer: Peer,
     /// The peer as the environ shows it, made once for all the connection's requests.
-    peer_strings: Arc<crate::wsgi::environ::PeerStrings>,
+    /// The last request takes it, so that it is dropped with its request on the Python
+    /// thread (a Python object dropped here, without the GIL, is queued for later).
+    peer_strings: Option<Arc<crate::wsgi::environ::PeerStrings>>,
     listener: Arc<ListenerInfo>,
     /// The keep-alive and header deadline, one timer for the connection's life: moving a
     /// registered timer later is a lock-free update in tokio, while a new `Sleep` per
@@ -406,7 +408,11 @@ impl<S: Socket> Connection<S> {
             protocol,
             headers,
             peer: self.peer.clone(),
-            peer_strings: Arc::clone(&self.peer_strings),
+            peer_strings: if keep_alive {
+                self.peer_strings.clone().unwrap_or_default()
+            } else {
+                self.peer_strings.take().unwrap_or_default()
+            },
             listener: Arc::clone(&self.listener),
         };
         let (overdue_tx, mut overdue) = oneshot::channel::<()>();

@@ -181,6 +181,10 @@ pub fn trim_ows(value: &[u8]) -> &[u8] {
 /// Whether a comma-separated header value lists `token` (case-insensitive), as in
 /// `Connection: keep-alive, close`.
 pub fn has_token(value: &[u8], token: &str) -> bool {
+    // The usual value is the token alone (`Connection: close`): no splitting for it.
+    if value.eq_ignore_ascii_case(token.as_bytes()) {
+        return true;
+    }
     value
         .split(|&b| b == b',')
         .any(|part| trim_ows(part).eq_ignore_ascii_case(token.as_bytes()))

@@ -193,6 +193,26 @@ def test_environ_remote_port_per_connection(serve_app):
         sock.close()
 
 
+def test_environ_remote_address_on_every_request_of_a_connection(serve_app):
+    """The peer's strs are made once per connection and handed to its last request: every
+    request, keep-alive ones and the closing one, sees the connection's own address."""
+    server = serve_app(APP)
+    sock = server.connect()
+    host, port = sock.getsockname()[:2]
+    requests = [b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"GET /3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]
+    for raw in requests:
+        report, _, _ = exchange(server, raw, sock)
+        assert (report["environ"]["REMOTE_ADDR"], report["environ"]["REMOTE_PORT"]) == (host, str(port))
+    sock.close()
+    # A connection that closes after its only request, then a new one: each its own port.
+    for _ in range(2):
+        sock = server.connect()
+        report, _, _ = exchange(server, requests[2], sock)
+        assert report["environ"]["REMOTE_PORT"] == str(sock.getsockname()[1])
+        sock.close()
+
+
 def test_environ_non_ascii_header_value_never_emptied(serve_app):
     server = serve_app(APP)
     raw = (b"GET / HTTP/1.1\r\nHost: x\r\n"
