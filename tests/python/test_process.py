@@ -172,17 +172,26 @@ def get_unix(path: str, url: str = "/", timeout: float = 10.0):
     return response.status, json.loads(response.body)
 
 
-def distinct_pids(server: Server, count: int, tries: int = 60) -> dict:
+def distinct_pids(server: Server, count: int, rounds: int = 20) -> dict:
     """Requests on fresh connections until ``count`` different workers answered:
-    {pid: response body}."""
+    {pid: response body}. As in ``requests_on_every_worker``, each round keeps one worker
+    busy with a slow request, so the next connection must go to another (sequential
+    connections mostly go to the worker that accepted last)."""
     seen = {}
-    for _ in range(tries):
+    for _ in range(rounds):
+        slow = {}
+        thread = threading.Thread(target=lambda: slow.update(body=get(server, "/sleep?s=0.4")))
+        thread.start()
+        time.sleep(0.15)  # the slow request is in a worker
         status, body = get(server)
+        thread.join()
         assert status == 200, body
-        seen[body["pid"]] = body
+        assert slow["body"][0] == 200, slow
+        for answer in (body, slow["body"][1]):
+            seen[answer["pid"]] = answer
         if len(seen) >= count:
             return seen
-    raise AssertionError(f"only saw workers {sorted(seen)} in {tries} requests")
+    raise AssertionError(f"only saw workers {sorted(seen)} in {rounds} rounds")
 
 
 def children(pid: int) -> List[int]:
