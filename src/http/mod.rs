@@ -83,7 +83,7 @@ pub struct ConnContext {
     /// The access log, when enabled.
     pub access_log: Option<Arc<AccessLog>>,
     /// Hands requests to the Python threads.
-    pub dispatcher: crossbeam_channel::Sender<Exchange>,
+    pub dispatcher: Dispatcher,
     /// Limits and timeouts.
     pub limits: HttpLimits,
     /// What the connections speak (HTTP, FastCGI or uwsgi).
@@ -100,11 +100,23 @@ pub struct ConnContext {
     pub http2: crate::http2::Http2Settings,
 }
 
+/// Where requests go to be run.
+#[derive(Clone)]
+pub enum Dispatcher {
+    /// The queue of a pool of Python threads (`--threads` above 1).
+    Pool(crossbeam_channel::Sender<Exchange>),
+    /// The queue of the `--threads 1` driver, whose Python thread drives the runtime.
+    Driver(Arc<crate::server::driver::Shared>),
+}
+
 impl ConnContext {
     /// Queues a request for the Python threads; false once they have stopped.
     pub fn dispatch(&self, exchange: Exchange) -> bool {
         self.capacity.acquire();
-        let sent = self.dispatcher.send(exchange).is_ok();
+        let sent = match &self.dispatcher {
+            Dispatcher::Pool(sender) => sender.send(exchange).is_ok(),
+            Dispatcher::Driver(driver) => driver.dispatch(exchange),
+        };
         if sent {
             crate::metrics::request_dispatched();
         } else {

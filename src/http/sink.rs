@@ -74,11 +74,26 @@ impl HttpSink {
         match self.events.try_send(event) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(event)) => {
+                crate::server::driver::before_blocking();
                 let events = &self.events;
                 crate::metrics::detach_timed(py, || events.blocking_send(event))
                     .map_err(|_| Disconnected)
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Disconnected),
+        }
+    }
+}
+
+impl HttpSink {
+    /// Sends the response's last event; on a runner thread of the `--threads 1` driver it
+    /// waits for the runner's next turn at the runtime instead (no cross-thread wake).
+    fn send_last(&mut self, py: Python<'_>, event: ResponseEvent) -> Result<(), Disconnected> {
+        if self.events.is_closed() {
+            return Err(Disconnected);
+        }
+        match crate::server::driver::defer_last_event(&self.events, event) {
+            Ok(()) => Ok(()),
+            Err(event) => self.send(py, event),
         }
     }
 }
@@ -105,7 +120,7 @@ impl ResponseSink for HttpSink {
     fn finish(&mut self, py: Python<'_>, end: ResponseEnd) {
         self.ended = true;
         // If the connection is gone there is nobody left to tell.
-        let _ = self.send(py, ResponseEvent::End(end));
+        let _ = self.send_last(py, ResponseEvent::End(end));
     }
 
     fn send_complete(
@@ -116,7 +131,7 @@ impl ResponseSink for HttpSink {
     ) -> Result<(), Disconnected> {
         let body = if self.wants_body { body } else { Vec::new() };
         self.ended = true;
-        self.send(
+        self.send_last(
             py,
             ResponseEvent::Complete {
                 head: Box::new(head),
@@ -145,6 +160,7 @@ impl Drop for HttpSink {
             // room. Blocking is not allowed on a runtime thread (nothing can be full there:
             // the connection drops a sink only before dispatching it).
             if tokio::runtime::Handle::try_current().is_err() {
+                crate::server::driver::before_blocking();
                 let _ = self.events.blocking_send(end);
             }
         }
@@ -194,7 +210,15 @@ impl BodySource for HttpBodySource {
             // The connection task may already be gone; the receive below reports that.
             let _ = demand.send(());
         }
-        match self.messages.blocking_recv() {
+        let next = match self.messages.try_recv() {
+            Ok(message) => Some(message),
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                crate::server::driver::before_blocking();
+                self.messages.blocking_recv()
+            }
+        };
+        match next {
             Some(BodyMessage::Data(data)) => Ok(Some(data)),
             Some(BodyMessage::End) => {
                 self.ended = true;

@@ -9,11 +9,12 @@ use pyo3::prelude::*;
 use tokio::sync::watch;
 
 use crate::gateway::ListenerInfo;
-use crate::http::ConnContext;
+use crate::http::{ConnContext, Dispatcher};
 use crate::logging::AccessLog;
 use crate::server::accept::{accept_loop, ConnectionCount};
 use crate::server::bind::Listener;
 use crate::server::capacity::Capacity;
+use crate::server::driver::Driver;
 use crate::server::monitor::Monitor;
 use crate::server::pool::WorkerPool;
 use crate::wsgi::{Bridge, BridgeOptions, RequestHooks};
@@ -53,10 +54,21 @@ pub enum StopMode {
     Quick,
 }
 
+/// Who runs the requests and drives the I/O.
+enum Executor {
+    /// `--threads` above 1: an I/O thread (a one-worker tokio runtime) hands requests to a
+    /// pool of Python threads.
+    Pool {
+        runtime: tokio::runtime::Runtime,
+        pool: WorkerPool,
+    },
+    /// `--threads 1`: the Python thread drives the runtime itself (`server::driver`).
+    Driver(Driver),
+}
+
 /// A running engine.
 pub struct Engine {
-    runtime: tokio::runtime::Runtime,
-    pool: WorkerPool,
+    executor: Executor,
     shutdown: watch::Sender<bool>,
     connections: Arc<ConnectionCount>,
     access_log: Option<Arc<AccessLog>>,
@@ -87,24 +99,40 @@ impl Engine {
                 proxy: Arc::clone(&options.proxy),
             },
         )?);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("tidegate-io")
-            // Before the I/O thread sleeps in epoll_wait, it offers its core to a runnable
-            // Python thread: the response that thread is about to post is then queued
-            // before the I/O thread parks, so it needs no eventfd wake-up and no switch back.
-            .on_thread_park(std::thread::yield_now)
-            .enable_all()
-            .build()
-            .map_err(|e| PyOSError::new_err(format!("could not start the I/O runtime: {e}")))?;
         let capacity = Capacity::new(options.threads);
-        let pool = WorkerPool::start(
-            bridge,
-            options.threads,
-            options.monitor,
-            Arc::clone(&capacity),
-        )
-        .map_err(|e| PyOSError::new_err(format!("could not start Python threads: {e}")))?;
+        let executor = if options.threads == 1 {
+            let driver =
+                Driver::start(bridge, 1, options.monitor, Arc::clone(&capacity)).map_err(|e| {
+                    PyOSError::new_err(format!("could not start the Python thread: {e}"))
+                })?;
+            Executor::Driver(driver)
+        } else {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("tidegate-io")
+                // Before the I/O thread sleeps in epoll_wait, it offers its core to a
+                // runnable Python thread: the response that thread is about to post is then
+                // queued before the I/O thread parks, so it needs no eventfd wake-up and no
+                // switch back.
+                .on_thread_park(std::thread::yield_now)
+                .enable_all()
+                .build()
+                .map_err(|e| PyOSError::new_err(format!("could not start the I/O runtime: {e}")))?;
+            let pool = WorkerPool::start(
+                bridge,
+                options.threads,
+                options.monitor,
+                Arc::clone(&capacity),
+            )
+            .map_err(|e| PyOSError::new_err(format!("could not start Python threads: {e}")))?;
+            Executor::Pool { runtime, pool }
+        };
+        let (dispatcher, handle) = match &executor {
+            Executor::Pool { runtime, pool } => {
+                (Dispatcher::Pool(pool.sender()), runtime.handle().clone())
+            }
+            Executor::Driver(driver) => (Dispatcher::Driver(driver.shared()), driver.handle()),
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let connections = ConnectionCount::new(options.limits.max_connections);
         for (listener, info) in listeners {
@@ -112,7 +140,7 @@ impl Engine {
                 listener: info,
                 shutdown: shutdown_rx.clone(),
                 access_log: access_log.clone(),
-                dispatcher: pool.sender(),
+                dispatcher: dispatcher.clone(),
                 capacity: Arc::clone(&capacity),
                 limits: options.limits,
                 protocol: options.protocol,
@@ -121,11 +149,10 @@ impl Engine {
                 tls: options.tls.clone().map(tokio_rustls::TlsAcceptor::from),
                 http2: options.http2,
             });
-            runtime.spawn(accept_loop(listener, ctx, Arc::clone(&connections)));
+            handle.spawn(accept_loop(listener, ctx, Arc::clone(&connections)));
         }
         Ok(Engine {
-            runtime,
-            pool,
+            executor,
             shutdown,
             connections,
             access_log,
@@ -134,13 +161,20 @@ impl Engine {
 
     /// The I/O runtime, for the worker's own tasks (heartbeats).
     pub fn handle(&self) -> tokio::runtime::Handle {
-        self.runtime.handle().clone()
+        match &self.executor {
+            Executor::Pool { runtime, .. } => runtime.handle().clone(),
+            Executor::Driver(driver) => driver.handle(),
+        }
     }
 
     /// Adds the rescue thread (monitor slot `index`) to serve requests queued behind a
     /// hung one.
     pub fn add_rescue_thread(&mut self, index: usize) {
-        if let Err(error) = self.pool.add_thread(index) {
+        let added = match &mut self.executor {
+            Executor::Pool { pool, .. } => pool.add_thread(index),
+            Executor::Driver(driver) => driver.add_runner(index),
+        };
+        if let Err(error) = added {
             tracing::error!("Could not start a rescue thread: {error}");
         }
     }
@@ -164,13 +198,26 @@ impl Engine {
         };
         let started = std::time::Instant::now();
         let connections = Arc::clone(&self.connections);
-        let drained = py.detach(|| {
-            self.runtime.block_on(async {
-                tokio::time::timeout(grace, connections.wait_idle())
-                    .await
-                    .is_ok()
-            })
-        });
+        let drained = match &self.executor {
+            Executor::Pool { runtime, .. } => py.detach(|| {
+                runtime.block_on(async {
+                    tokio::time::timeout(grace, connections.wait_idle())
+                        .await
+                        .is_ok()
+                })
+            }),
+            // No thread owns the driver's runtime: the wait runs as a task on it.
+            Executor::Driver(driver) => {
+                let connections = Arc::clone(&connections);
+                driver
+                    .run(py, grace + Duration::from_secs(1), async move {
+                        tokio::time::timeout(grace, connections.wait_idle())
+                            .await
+                            .is_ok()
+                    })
+                    .unwrap_or(false)
+            }
+        };
         if !drained && grace > Duration::ZERO {
             tracing::warn!(
                 "Graceful timeout ({}s) reached with {} connection(s) still open; closing them",
@@ -186,11 +233,16 @@ impl Engine {
             // timed out, or whose client left) has nobody to answer: wait only briefly.
             left = left.min(Duration::from_secs(1));
         }
-        let busy = self.pool.stop(py, left);
+        let busy = match self.executor {
+            Executor::Pool { runtime, pool } => {
+                let busy = pool.stop(py, left);
+                py.detach(|| runtime.shutdown_timeout(Duration::from_secs(1)));
+                busy
+            }
+            Executor::Driver(driver) => driver.stop(py, left),
+        };
         if busy > 0 && grace > Duration::ZERO {
             tracing::warn!("{busy} Python thread(s) still running a request at exit");
         }
-        let runtime = self.runtime;
-        py.detach(|| runtime.shutdown_timeout(Duration::from_secs(1)));
     }
 }

@@ -12,6 +12,7 @@ pub mod accept;
 pub mod bind;
 pub mod capacity;
 pub mod control;
+pub mod driver;
 pub mod engine;
 pub mod monitor;
 pub mod pool;

@@ -144,9 +144,14 @@ impl Monitor {
         });
     }
 
-    /// Thread `index` finished its request.
-    pub fn end(&self, index: usize) {
-        lock(&self.slots[index].active).take();
+    /// Thread `index` finished its request. Returns its overdue callback, not called: the
+    /// caller chooses where it is dropped (dropping it may wake the engine's connection
+    /// task, which the `--threads 1` driver does from inside its runtime).
+    #[must_use = "dropping the overdue callback may wake the connection task"]
+    pub fn end(&self, index: usize) -> Option<Box<dyn FnOnce() + Send>> {
+        let overdue = lock(&self.slots[index].active)
+            .take()
+            .and_then(|active| active.overdue);
         let served = self.served.fetch_add(1, Ordering::Relaxed) + 1;
         if self.request_budget.is_some_and(|budget| served >= budget) {
             self.request_retirement(
@@ -155,6 +160,7 @@ impl Monitor {
                 RestartReason::MaxRequests,
             );
         }
+        overdue
     }
 
     /// Asks the worker to retire, once; `cause` is counted in the metrics.

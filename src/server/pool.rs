@@ -149,7 +149,7 @@ fn run_thread(
             capacity.release();
             crate::metrics::request_done();
             if let Some(monitor) = monitor {
-                monitor.end(index);
+                drop(monitor.end(index));
             }
         }
     });

@@ -1,0 +1,500 @@
+//! `--threads 1`: the Python thread drives the I/O runtime itself (leader/follower).
+//!
+//! With one Python thread, handing each request from an I/O thread to the Python thread and
+//! its response back cost more than the rest of the engine's work on a small request: a
+//! queue each way, wake-ups, and every byte of the request touched by two cores. Here the
+//! runtime is a `current_thread` one that no thread owns. The Python thread (a *runner*)
+//! drives it with `block_on` until a connection hands over a request, leaves `block_on`
+//! (the runtime's core is then free) and runs the app, and enters `block_on` again, which
+//! delivers the response to its connection task and takes the next request. Wakes from
+//! inside `block_on` need no system call, so a busy worker serves request after request
+//! with no wake-up at all.
+//!
+//! While a runner is in the app nobody drives the runtime. A *standby* thread takes the free
+//! core when a request runs longer than [`TAKEOVER_AFTER`], or at once when the runner is
+//! about to wait for its client (a request body still to come, a response channel full),
+//! and gives it back as soon as a runner wants it. So slow and hung requests do not stop
+//! the worker's other connections, heartbeats, static files or the 504 of `--timeout`, and
+//! the rescue thread a hung request calls for is one more runner.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc;
+
+use crate::gateway::Exchange;
+use crate::http::sink::ResponseEvent;
+use crate::server::capacity::Capacity;
+use crate::server::monitor::Monitor;
+use crate::wsgi::Bridge;
+
+/// How long a request may keep the runtime undriven before the standby drives it.
+pub const TAKEOVER_AFTER: Duration = Duration::from_millis(20);
+/// How often the standby looks at the runners when nobody asks it to.
+const STANDBY_TICK: Duration = Duration::from_millis(25);
+/// Runner slots: the Python thread and the rescue threads a hung request may call for.
+const MAX_RUNNERS: usize = 8;
+
+/// What the runners, the standby and the connection tasks share.
+pub struct Shared {
+    /// Requests waiting for a runner, in arrival order.
+    jobs: Mutex<VecDeque<Exchange>>,
+    /// The waker of the runner now driving the runtime, waiting for a request.
+    job_waker: Mutex<Option<Waker>>,
+    /// No more requests will be taken: runners leave once the queue is empty.
+    stopping: AtomicBool,
+    /// Per runner slot: when its current request began (ms since `epoch`, plus one), or 0.
+    busy_since: [AtomicU64; MAX_RUNNERS],
+    /// Runners about to enter `block_on`: the standby gives the core back to them.
+    want_core: AtomicUsize,
+    /// The standby drives the runtime now.
+    standby_driving: AtomicBool,
+    /// The standby's `block_on` future, to end its turn.
+    standby_waker: Mutex<Option<Waker>>,
+    /// Set to make the standby look now rather than at its next tick.
+    takeover: Mutex<bool>,
+    takeover_signal: Condvar,
+    /// The standby leaves.
+    standby_stop: AtomicBool,
+    /// Final response events made by a runner outside the runtime, delivered by the next
+    /// `block_on` (a runner's or the standby's) so that no wake crosses threads.
+    outbox: Mutex<Vec<(mpsc::Sender<ResponseEvent>, ResponseEvent)>>,
+    epoch: Instant,
+}
+
+thread_local! {
+    /// The driver of the runner running on this thread, if it is one.
+    static RUNNER: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
+}
+
+impl Shared {
+    fn new() -> Self {
+        Shared {
+            jobs: Mutex::new(VecDeque::new()),
+            job_waker: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            busy_since: std::array::from_fn(|_| AtomicU64::new(0)),
+            want_core: AtomicUsize::new(0),
+            standby_driving: AtomicBool::new(false),
+            standby_waker: Mutex::new(None),
+            takeover: Mutex::new(false),
+            takeover_signal: Condvar::new(),
+            standby_stop: AtomicBool::new(false),
+            outbox: Mutex::new(Vec::new()),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Queues a request for a runner; false once the runners have stopped. Called by
+    /// connection tasks, on the runtime: waking the runner costs no system call.
+    pub fn dispatch(&self, exchange: Exchange) -> bool {
+        if self.stopping.load(Ordering::Acquire) {
+            return false;
+        }
+        lock(&self.jobs).push_back(exchange);
+        if let Some(waker) = lock(&self.job_waker).take() {
+            waker.wake();
+        }
+        true
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// How long the longest-running request has run, if a runner is in one.
+    fn longest_busy(&self) -> Option<Duration> {
+        let now = self.now_ms();
+        self.busy_since
+            .iter()
+            .map(|since| since.load(Ordering::Acquire))
+            .filter(|&since| since != 0)
+            .map(|since| Duration::from_millis(now.saturating_sub(since)))
+            .max()
+    }
+
+    fn wake_standby_turn(&self) {
+        if let Some(waker) = lock(&self.standby_waker).take() {
+            waker.wake();
+        }
+    }
+
+    fn ask_standby(&self) {
+        *lock(&self.takeover) = true;
+        self.takeover_signal.notify_one();
+    }
+
+    /// Delivers the final response events runners left for the runtime. Called inside
+    /// `block_on`, where the wake of a connection task is a queue push.
+    fn deliver_outbox(&self) {
+        let events = std::mem::take(&mut *lock(&self.outbox));
+        for (sender, event) in events {
+            if let Err(mpsc::error::TrySendError::Full(event)) = sender.try_send(event) {
+                // The connection is still writing earlier events out: queue the last one
+                // behind them without blocking the runtime.
+                tokio::spawn(async move {
+                    let _ = sender.send(event).await;
+                });
+            }
+        }
+    }
+}
+
+/// If this thread is a runner: the runtime is not driven while it waits for its client, so
+/// the standby must drive it now. Call before blocking on a connection task.
+pub fn before_blocking() {
+    RUNNER.with(|runner| {
+        if let Some(shared) = &*runner.borrow() {
+            shared.ask_standby();
+        }
+    });
+}
+
+/// Hands a response's last event (`Complete` or `End`) to the runtime without a
+/// cross-thread wake when this thread is a runner: the event waits in the outbox for the
+/// `block_on` the runner enters next. `Err` gives the event back to be sent directly.
+pub fn defer_last_event(
+    sender: &mpsc::Sender<ResponseEvent>,
+    event: ResponseEvent,
+) -> Result<(), ResponseEvent> {
+    RUNNER.with(|runner| {
+        let runner = runner.borrow();
+        let Some(shared) = &*runner else {
+            return Err(event);
+        };
+        if shared.standby_driving.load(Ordering::Acquire) {
+            // The standby drives the runtime: a direct send goes out now.
+            return Err(event);
+        }
+        lock(&shared.outbox).push((sender.clone(), event));
+        if shared.standby_driving.load(Ordering::Acquire) {
+            // The standby began to drive meanwhile and may have looked at the outbox
+            // already: its turn ends at the wake, and the next `block_on` delivers.
+            shared.wake_standby_turn();
+        }
+        Ok(())
+    })
+}
+
+/// The runners and the standby of one worker, and the runtime they share.
+pub struct Driver {
+    runtime: Option<Arc<Runtime>>,
+    shared: Arc<Shared>,
+    runners: Vec<JoinHandle<()>>,
+    standby: Option<JoinHandle<()>>,
+    spawn: RunnerSpawn,
+}
+
+/// What a new runner needs.
+#[derive(Clone)]
+struct RunnerSpawn {
+    runtime: Arc<Runtime>,
+    shared: Arc<Shared>,
+    bridge: Arc<Bridge>,
+    monitor: Option<Arc<Monitor>>,
+    capacity: Arc<Capacity>,
+}
+
+impl RunnerSpawn {
+    fn spawn(&self, index: usize) -> std::io::Result<JoinHandle<()>> {
+        let this = self.clone();
+        std::thread::Builder::new()
+            .name(format!("tidegate-py-{index}"))
+            .spawn(move || this.run(index))
+    }
+
+    fn run(&self, index: usize) {
+        let slot = index.min(MAX_RUNNERS - 1);
+        RUNNER.with(|runner| *runner.borrow_mut() = Some(Arc::clone(&self.shared)));
+        Python::attach(|py| {
+            if let Some(monitor) = &self.monitor {
+                let ident = py
+                    .import("threading")
+                    .and_then(|t| t.call_method0("get_ident"))
+                    .and_then(|i| i.extract::<u64>());
+                if let Ok(ident) = ident {
+                    monitor.register_thread(index, ident);
+                }
+            }
+            let mut finished = false;
+            let mut leftover: Option<Box<dyn FnOnce() + Send>> = None;
+            loop {
+                self.shared.want_core.fetch_add(1, Ordering::AcqRel);
+                self.shared.wake_standby_turn();
+                let next_job = NextJob {
+                    shared: &self.shared,
+                    capacity: &self.capacity,
+                    finished,
+                    leftover: leftover.take(),
+                    entered: false,
+                };
+                let runtime = &self.runtime;
+                let next = crate::metrics::detach_timed(py, || runtime.block_on(next_job));
+                let Some(mut exchange) = next else {
+                    return;
+                };
+                self.shared.busy_since[slot].store(self.shared.now_ms(), Ordering::Release);
+                // The overdue callback holds a oneshot whose drop wakes the connection task:
+                // it is dropped in the next turn at the runtime, where that costs no wake-up.
+                let overdue = exchange.on_overdue.take();
+                leftover = match &self.monitor {
+                    Some(monitor) => {
+                        monitor.begin(index, exchange.head.lazy_label(), overdue);
+                        None
+                    }
+                    None => overdue,
+                };
+                let bridge = &self.bridge;
+                let outcome =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| bridge.handle(py, exchange)));
+                if outcome.is_err() {
+                    tracing::error!("Internal error while handling a request (a bug in tidegate); the connection was closed");
+                }
+                self.shared.busy_since[slot].store(0, Ordering::Release);
+                crate::metrics::request_done();
+                if let Some(monitor) = &self.monitor {
+                    leftover = monitor.end(index);
+                }
+                // The request's capacity is given back inside the runtime, where waking the
+                // accept loop is a queue push.
+                finished = true;
+            }
+        });
+        RUNNER.with(|runner| runner.borrow_mut().take());
+    }
+}
+
+/// A runner's turn at the runtime: delivers what the last request left, then waits for the
+/// next request (`None`: the driver stops).
+struct NextJob<'a> {
+    shared: &'a Shared,
+    capacity: &'a Capacity,
+    finished: bool,
+    /// The last request's unused overdue callback, dropped here.
+    leftover: Option<Box<dyn FnOnce() + Send>>,
+    entered: bool,
+}
+
+impl Future for NextJob<'_> {
+    type Output = Option<Exchange>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if !this.entered {
+            this.entered = true;
+            this.shared.want_core.fetch_sub(1, Ordering::AcqRel);
+            this.shared.deliver_outbox();
+            drop(this.leftover.take());
+            if std::mem::take(&mut this.finished) {
+                this.capacity.release();
+            }
+        }
+        if let Some(job) = lock(&this.shared.jobs).pop_front() {
+            return Poll::Ready(Some(job));
+        }
+        if this.shared.stopping.load(Ordering::Acquire) {
+            return Poll::Ready(None);
+        }
+        *lock(&this.shared.job_waker) = Some(cx.waker().clone());
+        // A request queued between the check and the registration would find no waker.
+        if let Some(job) = lock(&this.shared.jobs).pop_front() {
+            return Poll::Ready(Some(job));
+        }
+        Poll::Pending
+    }
+}
+
+/// The standby's turn at the runtime: drives it while every runner is busy and none wants
+/// the core back.
+struct StandbyTurn<'a> {
+    shared: &'a Shared,
+}
+
+impl Future for StandbyTurn<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let shared = self.shared;
+        let done = || {
+            shared.standby_stop.load(Ordering::Acquire)
+                || shared.want_core.load(Ordering::Acquire) > 0
+                || shared.longest_busy().is_none()
+        };
+        if done() {
+            return Poll::Ready(());
+        }
+        shared.deliver_outbox();
+        *lock(&shared.standby_waker) = Some(cx.waker().clone());
+        if done() {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+fn run_standby(runtime: &Runtime, shared: &Shared) {
+    loop {
+        let asked = {
+            let mut asked = lock(&shared.takeover);
+            if !*asked && !shared.standby_stop.load(Ordering::Acquire) {
+                asked = shared
+                    .takeover_signal
+                    .wait_timeout(asked, STANDBY_TICK)
+                    .map(|(guard, _)| guard)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+            std::mem::take(&mut *asked)
+        };
+        if shared.standby_stop.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(busy) = shared.longest_busy() else {
+            continue;
+        };
+        if !asked && busy < TAKEOVER_AFTER {
+            continue;
+        }
+        shared.standby_driving.store(true, Ordering::Release);
+        runtime.block_on(StandbyTurn { shared });
+        shared.standby_driving.store(false, Ordering::Release);
+        // A runner that deferred an event while this turn ended gets it delivered by its
+        // own next `block_on`; nothing is left behind here.
+        if shared.longest_busy().is_some() && shared.want_core.load(Ordering::Acquire) == 0 {
+            // Still busy, nobody waiting for the core: look again at once.
+            *lock(&shared.takeover) = true;
+        }
+    }
+}
+
+impl Driver {
+    /// Starts `count` runners (usually one) and the standby on a new `current_thread`
+    /// runtime.
+    pub fn start(
+        bridge: Arc<Bridge>,
+        count: usize,
+        monitor: Option<Arc<Monitor>>,
+        capacity: Arc<Capacity>,
+    ) -> std::io::Result<Self> {
+        let runtime = Arc::new(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+        );
+        let shared = Arc::new(Shared::new());
+        let spawn = RunnerSpawn {
+            runtime: Arc::clone(&runtime),
+            shared: Arc::clone(&shared),
+            bridge,
+            monitor,
+            capacity,
+        };
+        let runners = (0..count)
+            .map(|index| spawn.spawn(index))
+            .collect::<std::io::Result<_>>()?;
+        let standby = {
+            let runtime = Arc::clone(&runtime);
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("tidegate-standby".into())
+                .spawn(move || run_standby(&runtime, &shared))?
+        };
+        Ok(Driver {
+            runtime: Some(runtime),
+            shared,
+            runners,
+            standby: Some(standby),
+            spawn,
+        })
+    }
+
+    /// Where connection tasks queue requests.
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// The runtime, for spawning the accept loops and the worker's own tasks.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.spawn.runtime.handle().clone()
+    }
+
+    /// Starts one more runner (monitor slot `index`): a hung request's rescue thread.
+    pub fn add_runner(&mut self, index: usize) -> std::io::Result<()> {
+        let runner = self.spawn.spawn(index)?;
+        self.runners.push(runner);
+        Ok(())
+    }
+
+    /// Runs `future` on the runtime (driven by whoever drives it) and waits for its
+    /// output with the GIL released; `None` if the runtime could not finish it within
+    /// `limit`.
+    pub fn run<F>(&self, py: Python<'_>, limit: Duration, future: F) -> Option<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.handle().spawn(async move {
+            let _ = tx.send(future.await);
+        });
+        // The runners may all be busy: the standby drives meanwhile.
+        self.shared.ask_standby();
+        let rx = Mutex::new(rx);
+        py.detach(|| lock(&rx).recv_timeout(limit).ok())
+    }
+
+    /// Stops taking requests, lets the runners finish the queued ones for up to `timeout`,
+    /// stops the standby and the runtime. Returns how many runners were still busy.
+    pub fn stop(mut self, py: Python<'_>, timeout: Duration) -> usize {
+        self.shared.stopping.store(true, Ordering::Release);
+        if let Some(waker) = lock(&self.shared.job_waker).take() {
+            waker.wake();
+        }
+        let deadline = Instant::now() + timeout;
+        py.detach(|| {
+            while Instant::now() < deadline && self.runners.iter().any(|t| !t.is_finished()) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let busy = self.runners.iter().filter(|t| !t.is_finished()).count();
+        for runner in self.runners.drain(..).filter(|t| t.is_finished()) {
+            let _ = runner.join();
+        }
+        self.shared.standby_stop.store(true, Ordering::Release);
+        self.shared.ask_standby();
+        self.shared.wake_standby_turn();
+        if let Some(standby) = self.standby.take() {
+            let joined = py.detach(|| {
+                let deadline = Instant::now() + Duration::from_secs(1);
+                while Instant::now() < deadline && !standby.is_finished() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                standby.is_finished()
+            });
+            if joined {
+                let _ = standby.join();
+            }
+        }
+        // The runtime is shut down only when no runner holds it any more (a runner stuck in
+        // a hung request keeps its reference; the process is leaving anyway).
+        let runtime = self.runtime.take().expect("driver is running");
+        drop(self.spawn);
+        if let Ok(runtime) = Arc::try_unwrap(runtime) {
+            py.detach(|| runtime.shutdown_timeout(Duration::from_secs(1)));
+        }
+        busy
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
