@@ -8,7 +8,9 @@
 //! (the runtime's core is then free) and runs the app, and enters `block_on` again, which
 //! delivers the response to its connection task and takes the next request. Wakes from
 //! inside `block_on` need no system call, so a busy worker serves request after request
-//! with no wake-up at all.
+//! with no wake-up at all. Requests already queued when one ends are run at once, for up to
+//! [`BATCH_WINDOW`], so that one turn at the runtime (the GIL released and taken back, the
+//! runtime entered and left) serves them all and their responses go out together.
 //!
 //! While a runner is in the app nobody drives the runtime. A *standby* thread takes the free
 //! core when a request runs longer than [`TAKEOVER_AFTER`], or at once when the runner is
@@ -42,6 +44,11 @@ use crate::wsgi::Bridge;
 pub const TAKEOVER_AFTER: Duration = Duration::from_millis(20);
 /// How often the standby looks at the runners when nobody asks it to.
 const STANDBY_TICK: Duration = Duration::from_millis(25);
+/// How long requests taken from the queue one after the other may run before the runner
+/// goes back to the runtime, which sends their responses. Long enough to share one turn at
+/// the runtime among tens of small requests, short enough that no response waits for more
+/// than about this long plus one request.
+const BATCH_WINDOW: Duration = Duration::from_micros(200);
 /// Runner slots: the Python thread and the rescue threads a hung request may call for.
 const MAX_RUNNERS: usize = 8;
 
@@ -137,8 +144,9 @@ impl Shared {
     /// Delivers the final response events runners left for the runtime. Called inside
     /// `block_on`, where the wake of a connection task is a queue push.
     fn deliver_outbox(&self) {
-        let events = std::mem::take(&mut *lock(&self.outbox));
-        for (sender, event) in events {
+        // Drained in place: the buffer keeps its capacity for the next turn.
+        let mut outbox = lock(&self.outbox);
+        for (sender, event) in outbox.drain(..) {
             if let Err(mpsc::error::TrySendError::Full(event)) = sender.try_send(event) {
                 // The connection is still writing earlier events out: queue the last one
                 // behind them without blocking the runtime.
@@ -226,34 +234,40 @@ impl RunnerSpawn {
                     monitor.register_thread(index, ident);
                 }
             }
-            let mut finished = false;
-            let mut leftover: Option<Box<dyn FnOnce() + Send>> = None;
+            // What the requests run since the last turn at the runtime left to do there.
+            let mut finished = 0usize;
+            let mut leftovers: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
+            let mut queued: Option<Exchange> = None;
+            let mut batch_started: Option<Instant> = None;
             loop {
-                self.shared.want_core.fetch_add(1, Ordering::AcqRel);
-                self.shared.wake_standby_turn();
-                let next_job = NextJob {
-                    shared: &self.shared,
-                    capacity: &self.capacity,
-                    finished,
-                    leftover: leftover.take(),
-                    entered: false,
-                };
-                let runtime = &self.runtime;
-                let next = crate::metrics::detach_timed(py, || runtime.block_on(next_job));
-                let Some(mut exchange) = next else {
-                    return;
+                let mut exchange = match queued.take() {
+                    Some(exchange) => exchange,
+                    None => {
+                        self.shared.want_core.fetch_add(1, Ordering::AcqRel);
+                        self.shared.wake_standby_turn();
+                        let next_job = NextJob {
+                            shared: &self.shared,
+                            capacity: &self.capacity,
+                            finished: std::mem::take(&mut finished),
+                            leftovers: &mut leftovers,
+                            entered: false,
+                        };
+                        let runtime = &self.runtime;
+                        let next = crate::metrics::detach_timed(py, || runtime.block_on(next_job));
+                        match next {
+                            Some(exchange) => exchange,
+                            None => return,
+                        }
+                    }
                 };
                 self.shared.busy_since[slot].store(self.shared.now_ms(), Ordering::Release);
                 // The overdue callback holds a oneshot whose drop wakes the connection task:
                 // it is dropped in the next turn at the runtime, where that costs no wake-up.
                 let overdue = exchange.on_overdue.take();
-                leftover = match &self.monitor {
-                    Some(monitor) => {
-                        monitor.begin(index, exchange.head.lazy_label(), overdue);
-                        None
-                    }
-                    None => overdue,
-                };
+                match &self.monitor {
+                    Some(monitor) => monitor.begin(index, exchange.head.lazy_label(), overdue),
+                    None => leftovers.extend(overdue),
+                }
                 let bridge = &self.bridge;
                 let outcome =
                     std::panic::catch_unwind(AssertUnwindSafe(|| bridge.handle(py, exchange)));
@@ -263,25 +277,40 @@ impl RunnerSpawn {
                 self.shared.busy_since[slot].store(0, Ordering::Release);
                 crate::metrics::request_done();
                 if let Some(monitor) = &self.monitor {
-                    leftover = monitor.end(index);
+                    leftovers.extend(monitor.end(index));
                 }
                 // The request's capacity is given back inside the runtime, where waking the
                 // accept loop is a queue push.
-                finished = true;
+                finished += 1;
+                // A request already queued is taken at once, with the GIL kept: the turn at
+                // the runtime (the GIL released and taken back, the runtime entered and
+                // left) is paid once for all the requests queued together, and their
+                // responses go out together at its start.
+                // Bounded by time: the responses of the batch wait for its end, so a batch
+                // stops growing once it has run for BATCH_WINDOW (a request slower than that
+                // is a batch of its own).
+                let batch_age = batch_started.get_or_insert_with(Instant::now).elapsed();
+                if batch_age < BATCH_WINDOW && !self.shared.stopping.load(Ordering::Acquire) {
+                    queued = lock(&self.shared.jobs).pop_front();
+                }
+                if queued.is_none() {
+                    batch_started = None;
+                }
             }
         });
         RUNNER.with(|runner| runner.borrow_mut().take());
     }
 }
 
-/// A runner's turn at the runtime: delivers what the last request left, then waits for the
+/// A runner's turn at the runtime: delivers what the last requests left, then waits for the
 /// next request (`None`: the driver stops).
 struct NextJob<'a> {
     shared: &'a Shared,
     capacity: &'a Capacity,
-    finished: bool,
-    /// The last request's unused overdue callback, dropped here.
-    leftover: Option<Box<dyn FnOnce() + Send>>,
+    /// Requests finished since the last turn, whose capacity is given back here.
+    finished: usize,
+    /// Their unused overdue callbacks, dropped here.
+    leftovers: &'a mut Vec<Box<dyn FnOnce() + Send>>,
     entered: bool,
 }
 
@@ -294,8 +323,8 @@ impl Future for NextJob<'_> {
             this.entered = true;
             this.shared.want_core.fetch_sub(1, Ordering::AcqRel);
             this.shared.deliver_outbox();
-            drop(this.leftover.take());
-            if std::mem::take(&mut this.finished) {
+            this.leftovers.clear();
+            for _ in 0..std::mem::take(&mut this.finished) {
                 this.capacity.release();
             }
         }

@@ -303,7 +303,7 @@ mod tests {
         );
         for _ in 0..5 {
             monitor.begin(0, "GET /".into(), None);
-            monitor.end(0);
+            drop(monitor.end(0));
         }
         assert_eq!(
             rx.try_recv().unwrap().reason,
