@@ -24,8 +24,10 @@
 //! - [`logging`] and [`access_log`]: the error log and the access log;
 //! - [`metrics`]: Prometheus counters in shared memory, served by the supervisor.
 //!
-//! Python threads run the app and hold the GIL only while they do; the tokio runtime does
-//! every socket read and write without it.
+//! Python threads hold the GIL only while they run the app; every socket read and write is
+//! done by the tokio runtime without it. With `--threads 1` the Python thread drives that
+//! runtime itself between requests ([`server::driver`]); with more threads an I/O thread
+//! drives it and hands requests to a pool ([`server::pool`]).
 
 #![deny(missing_docs)]
 

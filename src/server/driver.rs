@@ -48,7 +48,7 @@ const STANDBY_TICK: Duration = Duration::from_millis(25);
 /// goes back to the runtime, which sends their responses. Long enough to share one turn at
 /// the runtime among tens of small requests, short enough that no response waits for more
 /// than about this long plus one request.
-const BATCH_WINDOW: Duration = Duration::from_micros(200);
+pub const BATCH_WINDOW: Duration = Duration::from_micros(200);
 /// Runner slots: the Python thread and the rescue threads a hung request may call for.
 const MAX_RUNNERS: usize = 8;
 

@@ -374,6 +374,47 @@ def test_hung_request_is_logged_with_its_stack_answered_504_and_others_served(se
     assert get(server)[0] == 200
 
 
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_io_goes_on_while_the_app_runs_a_slow_request(server_factory, threads):
+    """With one Python thread, that thread also drives the I/O between requests; while it
+    runs a slow request the standby thread must take the I/O over, so a static file, the
+    head of a request queued behind, and the queued request itself (once the slow one ends)
+    are all served on time."""
+    server = server_factory(APP, "--threads", threads, "--static", f"/files={APPS_DIR}")
+    server.worker_pids(1)
+    outcome = {}
+    # Connections already open: a busy worker accepts no new ones (they are left to other
+    # workers), but those it holds must be served.
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    conn.request("GET", "/files/process_apps.py")
+    conn.getresponse().read()
+    queued = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    queued.connect()
+
+    def slow():
+        outcome["slow"] = get(server, "/sleep?s=1.5", timeout=10)[0]
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.2)  # the slow request runs
+    started = time.monotonic()
+    conn.request("GET", "/files/process_apps.py")
+    response = conn.getresponse()
+    body = response.read()
+    static_took = time.monotonic() - started
+    conn.close()
+    queued.request("GET", "/queued")
+    queued_status = queued.getresponse().status
+    queued_took = time.monotonic() - started
+    queued.close()
+    thread.join(10)
+    assert response.status == 200 and b"def app" in body, (response.status, body[:100])
+    assert static_took < 0.5, f"a static file took {static_took:.2f}s while the app was busy"
+    assert outcome["slow"] == 200 and queued_status == 200, outcome
+    # The queued request ran right after the slow one (which had ~1.3 s to go).
+    assert queued_took < 2.5, f"the queued request took {queued_took:.2f}s"
+
+
 def test_request_arriving_behind_a_hung_one_is_served_by_the_replacement(server_factory):
     """One worker, one thread: a request that comes in while the only thread is hung must
     not be taken by the hung worker (it would never run); the replacement serves it."""
