@@ -22,7 +22,6 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -38,6 +37,7 @@ use crate::gateway::Exchange;
 use crate::http::sink::ResponseEvent;
 use crate::server::capacity::Capacity;
 use crate::server::monitor::Monitor;
+use crate::server::pool::{register_thread, run_exchange, spawn_python_thread};
 use crate::wsgi::Bridge;
 
 /// How long a request may keep the runtime undriven before the standby drives it.
@@ -216,9 +216,7 @@ struct RunnerSpawn {
 impl RunnerSpawn {
     fn spawn(&self, index: usize) -> std::io::Result<JoinHandle<()>> {
         let this = self.clone();
-        std::thread::Builder::new()
-            .name(format!("tidegate-py-{index}"))
-            .spawn(move || this.run(index))
+        spawn_python_thread(index, move || this.run(index))
     }
 
     fn run(&self, index: usize) {
@@ -226,13 +224,7 @@ impl RunnerSpawn {
         RUNNER.with(|runner| *runner.borrow_mut() = Some(Arc::clone(&self.shared)));
         Python::attach(|py| {
             if let Some(monitor) = &self.monitor {
-                let ident = py
-                    .import("threading")
-                    .and_then(|t| t.call_method0("get_ident"))
-                    .and_then(|i| i.extract::<u64>());
-                if let Ok(ident) = ident {
-                    monitor.register_thread(index, ident);
-                }
+                register_thread(py, monitor, index);
             }
             // What the requests run since the last turn at the runtime left to do there.
             let mut finished = 0usize;
@@ -268,12 +260,7 @@ impl RunnerSpawn {
                     Some(monitor) => monitor.begin(index, exchange.head.lazy_label(), overdue),
                     None => leftovers.extend(overdue),
                 }
-                let bridge = &self.bridge;
-                let outcome =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| bridge.handle(py, exchange)));
-                if outcome.is_err() {
-                    tracing::error!("Internal error while handling a request (a bug in tidegate); the connection was closed");
-                }
+                run_exchange(py, &self.bridge, exchange);
                 self.shared.busy_since[slot].store(0, Ordering::Release);
                 crate::metrics::request_done();
                 if let Some(monitor) = &self.monitor {

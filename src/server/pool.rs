@@ -36,17 +36,15 @@ struct ThreadSpawn {
 impl ThreadSpawn {
     fn spawn(&self, index: usize) -> std::io::Result<JoinHandle<()>> {
         let this = self.clone();
-        std::thread::Builder::new()
-            .name(format!("tidegate-py-{index}"))
-            .spawn(move || {
-                run_thread(
-                    index,
-                    &this.bridge,
-                    &this.receiver,
-                    this.monitor.as_deref(),
-                    &this.capacity,
-                )
-            })
+        spawn_python_thread(index, move || {
+            run_thread(
+                index,
+                &this.bridge,
+                &this.receiver,
+                this.monitor.as_deref(),
+                &this.capacity,
+            )
+        })
     }
 }
 
@@ -117,13 +115,7 @@ fn run_thread(
 ) {
     Python::attach(|py| {
         if let Some(monitor) = monitor {
-            let ident = py
-                .import("threading")
-                .and_then(|t| t.call_method0("get_ident"))
-                .and_then(|i| i.extract::<u64>());
-            if let Ok(ident) = ident {
-                monitor.register_thread(index, ident);
-            }
+            register_thread(py, monitor, index);
         }
         loop {
             // A request already queued is taken without releasing the GIL: handing the GIL
@@ -141,11 +133,7 @@ fn run_thread(
                 let overdue = exchange.on_overdue.take();
                 monitor.begin(index, exchange.head.lazy_label(), overdue);
             }
-            let outcome =
-                std::panic::catch_unwind(AssertUnwindSafe(|| bridge.handle(py, exchange)));
-            if outcome.is_err() {
-                tracing::error!("Internal error while handling a request (a bug in tidegate); the connection was closed");
-            }
+            run_exchange(py, bridge, exchange);
             capacity.release();
             crate::metrics::request_done();
             if let Some(monitor) = monitor {
@@ -153,4 +141,38 @@ fn run_thread(
             }
         }
     });
+}
+
+/// Starts the Python thread of monitor slot `index` (named `tidegate-py-N` in `top` and in
+/// stack dumps), for the pool and the `--threads 1` driver alike.
+pub(crate) fn spawn_python_thread(
+    index: usize,
+    body: impl FnOnce() + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("tidegate-py-{index}"))
+        .spawn(body)
+}
+
+/// Tells the watchdog which Python thread serves slot `index`, so that it can find its
+/// stack when a request hangs.
+pub(crate) fn register_thread(py: Python<'_>, monitor: &Monitor, index: usize) {
+    let ident = py
+        .import("threading")
+        .and_then(|t| t.call_method0("get_ident"))
+        .and_then(|i| i.extract::<u64>());
+    if let Ok(ident) = ident {
+        monitor.register_thread(index, ident);
+    }
+}
+
+/// Runs one request through the bridge; a panic (a bug in tidegate, never the app's doing)
+/// is logged and costs only that request's connection.
+pub(crate) fn run_exchange(py: Python<'_>, bridge: &Bridge, exchange: Exchange) {
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| bridge.handle(py, exchange)));
+    if outcome.is_err() {
+        tracing::error!(
+            "Internal error while handling a request (a bug in tidegate); the connection was closed"
+        );
+    }
 }
