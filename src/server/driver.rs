@@ -330,8 +330,8 @@ impl Future for NextJob<'_> {
     }
 }
 
-/// The standby's turn at the runtime: drives it while every runner is busy and none wants
-/// the core back.
+/// The standby's turn at the runtime: drives it while a runner is in a request and no runner
+/// wants the core back.
 struct StandbyTurn<'a> {
     shared: &'a Shared,
 }
