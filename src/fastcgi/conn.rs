@@ -320,7 +320,8 @@ impl<S: Socket> Connection<S> {
         self.out
             .flush(&mut self.stream, self.ctx.limits.write_timeout)
             .await?;
-        let drained = tokio::time::timeout(
+        // A body the app read whole is drained at the first poll: no timer for it.
+        let drained = crate::http::writer::within(
             DRAIN_TIMEOUT,
             pump.drain(&mut self.stream, &mut self.buf, DRAIN_LIMIT),
         )

@@ -82,9 +82,7 @@ impl HttpSink {
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Disconnected),
         }
     }
-}
 
-impl HttpSink {
     /// Sends the response's last event; on a runner thread of the `--threads 1` driver it
     /// waits for the runner's next turn at the runtime instead (no cross-thread wake).
     fn send_last(&mut self, py: Python<'_>, event: ResponseEvent) -> Result<(), Disconnected> {

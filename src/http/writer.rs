@@ -170,7 +170,7 @@ pub async fn sendfile_all<S: RawSocket>(
     let out_fd = socket.as_raw_fd();
     let in_fd = file.as_raw_fd();
     while sent < len {
-        tokio::time::timeout(timeout, socket.writable())
+        within(timeout, socket.writable())
             .await
             .map_err(|_| write_timed_out())??;
         let step = (len - sent).min(1 << 30) as usize;

@@ -252,8 +252,8 @@ async fn serve_http<S: Socket>(
     ctx: Arc<ConnContext>,
 ) {
     let versions = ctx.http2.versions;
-    if ctx.tls.is_some() {
-        return Box::pin(serve_tls(stream, peer, server, ctx)).await;
+    if let Some(acceptor) = ctx.tls.clone() {
+        return Box::pin(serve_tls(acceptor, stream, peer, server, ctx)).await;
     }
     match versions {
         HttpVersions::Http1 => serve_connection(stream, peer, server, ctx).await,
@@ -277,27 +277,25 @@ async fn serve_http<S: Socket>(
 
 /// Serves a connection over TLS: HTTP/2 or HTTP/1.1 as ALPN or `--http` says.
 async fn serve_tls<S: Socket>(
+    acceptor: tokio_rustls::TlsAcceptor,
     stream: S,
     peer: Peer,
     server: Arc<ListenerInfo>,
     ctx: Arc<ConnContext>,
 ) {
-    let versions = ctx.http2.versions;
-    if let Some(acceptor) = &ctx.tls {
-        let timeout = ctx.limits.header_timeout;
-        let Some(stream) = crate::tls::accept(acceptor, stream, timeout, &peer).await else {
-            return;
-        };
-        let h2 = match versions {
-            HttpVersions::Http1 => false,
-            HttpVersions::Http2 => true,
-            HttpVersions::Auto => crate::tls::negotiated_protocol(&stream) == Some(b"h2"),
-        };
-        if h2 {
-            crate::http2::conn::serve(stream, peer, server, ctx).await;
-        } else {
-            serve_connection(stream, peer, server, ctx).await;
-        }
+    let timeout = ctx.limits.header_timeout;
+    let Some(stream) = crate::tls::accept(&acceptor, stream, timeout, &peer).await else {
+        return;
+    };
+    let h2 = match ctx.http2.versions {
+        HttpVersions::Http1 => false,
+        HttpVersions::Http2 => true,
+        HttpVersions::Auto => crate::tls::negotiated_protocol(&stream) == Some(b"h2"),
+    };
+    if h2 {
+        crate::http2::conn::serve(stream, peer, server, ctx).await;
+    } else {
+        serve_connection(stream, peer, server, ctx).await;
     }
 }
 
