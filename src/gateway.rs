@@ -49,8 +49,8 @@ pub struct ListenerInfo {
     pub url_scheme: &'static str,
     /// How the listener is shown in logs, e.g. `http://127.0.0.1:8000`.
     pub display: String,
-    /// `server_name` and `server_port` as Python strs, made once.
-    pub environ_strings: crate::wsgi::environ::ListenerStrings,
+    /// The environ template of this listener's requests, made on the first one.
+    pub environ: crate::wsgi::environ::ListenerEnviron,
 }
 
 /// The peer of a connection.

@@ -327,7 +327,7 @@ fn server_address(
             server_port: listener.server_port.clone(),
             url_scheme: listener.url_scheme,
             display: listener.display.clone(),
-            environ_strings: Default::default(),
+            environ: Default::default(),
         }),
         _ => Arc::clone(listener),
     }

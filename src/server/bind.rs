@@ -183,7 +183,7 @@ pub fn listener_info_for_tcp(local: SocketAddr) -> ListenerInfo {
         server_port: local.port().to_string(),
         url_scheme: "http",
         display,
-        environ_strings: Default::default(),
+        environ: Default::default(),
     }
 }
 
@@ -228,7 +228,7 @@ fn open_unix(path: &std::path::Path, options: BindOptions) -> io::Result<(Listen
         server_port: "80".to_string(),
         url_scheme: "http",
         display: format!("unix:{}", path.display()),
-        environ_strings: Default::default(),
+        environ: Default::default(),
     };
     Ok((Listener::Unix(listener, Some(path.to_path_buf())), info))
 }

@@ -56,7 +56,7 @@ pub fn activated_listeners() -> io::Result<Vec<(Listener, ListenerInfo)>> {
                 server_port: "80".into(),
                 url_scheme: "http",
                 display: format!("unix:{} (socket activation)", path.display()),
-                environ_strings: Default::default(),
+                environ: Default::default(),
             };
             // systemd owns the socket file: never remove it at exit.
             listeners.push((Listener::Unix(listener, None), info));

@@ -99,19 +99,18 @@ impl EnvironTemplate {
         head: &RequestHead,
         input: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let environ = self.template.bind(py).copy()?;
-        environ.set_item(
-            pyo3::intern!(py, "REQUEST_METHOD"),
-            method_str(py, &head.method),
-        )?;
+        let environ = self.listener_template(py, &head.listener)?.copy()?;
+        if *head.method != *b"GET" {
+            environ.set_item(
+                pyo3::intern!(py, "REQUEST_METHOD"),
+                method_str(py, &head.method),
+            )?;
+        }
         let (path, query) = split_target(&head.target);
         let decoded_path = percent_decode(path);
-        // --root-path: SCRIPT_NAME is the prefix, PATH_INFO what follows it.
-        let root = self.proxy.root_path.as_str();
-        let path_info = crate::proxy::root_path::split(root, &decoded_path);
-        if !root.is_empty() {
-            environ.set_item(pyo3::intern!(py, "SCRIPT_NAME"), root)?;
-        }
+        // --root-path: SCRIPT_NAME (in the listener's template) is the prefix, PATH_INFO
+        // what follows it.
+        let path_info = crate::proxy::root_path::split(&self.proxy.root_path, &decoded_path);
         let raw_uri = latin1_str(py, &head.target);
         // The common target `/path` with no query and no escapes is its own PATH_INFO: one
         // str serves both keys.
@@ -121,28 +120,17 @@ impl EnvironTemplate {
             latin1_str(py, path_info)
         };
         environ.set_item(pyo3::intern!(py, "PATH_INFO"), path_info)?;
-        let query = if query.is_empty() {
-            pyo3::intern!(py, "").clone()
-        } else {
-            latin1_str(py, query)
-        };
-        environ.set_item(pyo3::intern!(py, "QUERY_STRING"), query)?;
-        environ.set_item(pyo3::intern!(py, "RAW_URI"), raw_uri)?;
-        let protocol = match head.protocol {
-            Protocol::Http11 => pyo3::intern!(py, "HTTP/1.1"),
-            Protocol::Http10 => pyo3::intern!(py, "HTTP/1.0"),
-            Protocol::Http2 => pyo3::intern!(py, "HTTP/2"),
-        };
-        environ.set_item(pyo3::intern!(py, "SERVER_PROTOCOL"), protocol)?;
-        if head.listener.url_scheme != "http" {
-            environ.set_item(
-                pyo3::intern!(py, "wsgi.url_scheme"),
-                head.listener.url_scheme,
-            )?;
+        if !query.is_empty() {
+            environ.set_item(pyo3::intern!(py, "QUERY_STRING"), latin1_str(py, query))?;
         }
-        let [server_name, server_port] = head.listener.environ_strings.get(py, &head.listener);
-        environ.set_item(pyo3::intern!(py, "SERVER_NAME"), server_name)?;
-        environ.set_item(pyo3::intern!(py, "SERVER_PORT"), server_port)?;
+        environ.set_item(pyo3::intern!(py, "RAW_URI"), raw_uri)?;
+        match head.protocol {
+            Protocol::Http11 => {}
+            Protocol::Http10 => {
+                environ.set_item(pyo3::intern!(py, "SERVER_PROTOCOL"), "HTTP/1.0")?;
+            }
+            Protocol::Http2 => environ.set_item(pyo3::intern!(py, "SERVER_PROTOCOL"), "HTTP/2")?,
+        }
         match &head.peer {
             Peer::Tcp(addr) => {
                 let [remote_addr, remote_port] = head.peer_strings.get(py, addr);
@@ -179,6 +167,45 @@ impl EnvironTemplate {
         }
         environ.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
         Ok(environ)
+    }
+
+    /// The template of `listener`'s requests (see [`ListenerEnviron`]).
+    fn listener_template<'py>(
+        &self,
+        py: Python<'py>,
+        listener: &ListenerInfo,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let server = self.template.as_ptr() as usize;
+        let made = listener.environ.0.get_or_try_init(py, || {
+            Ok::<_, PyErr>(ListenerTemplate {
+                server,
+                dict: self.new_listener_template(py, listener)?.unbind(),
+            })
+        })?;
+        if made.server == server {
+            Ok(made.dict.bind(py).clone())
+        } else {
+            self.new_listener_template(py, listener)
+        }
+    }
+
+    fn new_listener_template<'py>(
+        &self,
+        py: Python<'py>,
+        listener: &ListenerInfo,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let dict = self.template.bind(py).copy()?;
+        // The keys a request may set again are the interned strs it sets them with, so
+        // that the dict finds them by identity.
+        let root = self.proxy.root_path.as_str();
+        dict.set_item(pyo3::intern!(py, "wsgi.url_scheme"), listener.url_scheme)?;
+        dict.set_item(pyo3::intern!(py, "SCRIPT_NAME"), root)?;
+        dict.set_item(pyo3::intern!(py, "SERVER_NAME"), &listener.server_name)?;
+        dict.set_item(pyo3::intern!(py, "SERVER_PORT"), &listener.server_port)?;
+        dict.set_item(pyo3::intern!(py, "REQUEST_METHOD"), "GET")?;
+        dict.set_item(pyo3::intern!(py, "SERVER_PROTOCOL"), "HTTP/1.1")?;
+        dict.set_item(pyo3::intern!(py, "QUERY_STRING"), "")?;
+        Ok(dict)
     }
 
     /// Applies what trusted proxies say (`crate::proxy::forwarded`) over what the
@@ -228,32 +255,30 @@ impl EnvironTemplate {
     }
 }
 
-/// `SERVER_NAME` and `SERVER_PORT` of one listener as Python strs, made on first use and
-/// shared by every request that arrives on it.
-pub struct ListenerStrings(PyOnceLock<[Py<PyString>; 2]>);
+/// The environ template of one listener, made from the server's template on the first
+/// request: the listener's `SERVER_NAME`, `SERVER_PORT` and `wsgi.url_scheme`, the
+/// `--root-path` as `SCRIPT_NAME`, and the commonest request values (`GET`, `HTTP/1.1`, an
+/// empty `QUERY_STRING`), which a request sets again only when its own differ. Each key set
+/// per request cost ~200 instructions; these five were set on nearly every one.
+pub struct ListenerEnviron(PyOnceLock<ListenerTemplate>);
 
-impl Default for ListenerStrings {
+/// A listener's template and the server template it was made from.
+struct ListenerTemplate {
+    /// The server template's address: a request built by another template (another
+    /// server in the same process) must not use this one.
+    server: usize,
+    dict: Py<PyDict>,
+}
+
+impl Default for ListenerEnviron {
     fn default() -> Self {
-        ListenerStrings(PyOnceLock::new())
+        ListenerEnviron(PyOnceLock::new())
     }
 }
 
-impl std::fmt::Debug for ListenerStrings {
+impl std::fmt::Debug for ListenerEnviron {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ListenerStrings")
-    }
-}
-
-impl ListenerStrings {
-    /// The strs for `listener` (whose field this is).
-    fn get<'py>(&self, py: Python<'py>, listener: &ListenerInfo) -> [Bound<'py, PyString>; 2] {
-        let [name, port] = self.0.get_or_init(py, || {
-            [
-                PyString::new(py, &listener.server_name).unbind(),
-                PyString::new(py, &listener.server_port).unbind(),
-            ]
-        });
-        [name.bind(py).clone(), port.bind(py).clone()]
+        f.write_str("ListenerEnviron")
     }
 }
 
