@@ -66,52 +66,81 @@ pub fn encode_head(
         out.put_slice(value);
         out.put_slice(b"\r\n");
     }
-    if !has_server {
-        out.put_slice(b"Server: tidegate\r\n");
+    // The usual case in one piece: each piece costs a bounds check and a call to memcpy.
+    match (has_server, has_date) {
+        (false, false) => out.put_slice(b"Server: tidegate\r\nDate: "),
+        (false, true) => out.put_slice(b"Server: tidegate\r\n"),
+        (true, false) => out.put_slice(b"Date: "),
+        (true, true) => {}
     }
     if !has_date {
-        out.put_slice(b"Date: ");
         with_http_date(|date| out.put_slice(date));
         out.put_slice(b"\r\n");
     }
     match framing {
-        ResponseFraming::Length(length) => {
-            out.put_slice(b"Content-Length: ");
-            out.put_slice(itoa_u64(length).as_bytes());
-            out.put_slice(b"\r\n");
-        }
+        ResponseFraming::Length(length) => put_content_length(out, length),
         ResponseFraming::Chunked => out.put_slice(b"Transfer-Encoding: chunked\r\n"),
         ResponseFraming::NoBody => {
             // A 304 may say how long the body would have been; 1xx and 204 may not.
             if head.status == 304 {
                 if let Some(length) = head.content_length {
-                    out.put_slice(b"Content-Length: ");
-                    out.put_slice(itoa_u64(length).as_bytes());
-                    out.put_slice(b"\r\n");
+                    put_content_length(out, length);
                 }
             }
         }
         ResponseFraming::CloseDelimited => {}
     }
     if !keep_alive {
-        out.put_slice(b"Connection: close\r\n");
+        out.put_slice(b"Connection: close\r\n\r\n");
     } else if protocol == Protocol::Http10 {
-        out.put_slice(b"Connection: keep-alive\r\n");
+        out.put_slice(b"Connection: keep-alive\r\n\r\n");
+    } else {
+        out.put_slice(b"\r\n");
     }
-    out.put_slice(b"\r\n");
+}
+
+/// The `Content-Length` line.
+fn put_content_length(out: &mut BytesMut, length: u64) {
+    const PREFIX: &[u8] = b"Content-Length: ";
+    // The prefix, up to 20 digits and CRLF, formatted on the stack and copied once.
+    let mut line = [0u8; PREFIX.len() + 20 + 2];
+    line[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut end = PREFIX.len() + put_digits(&mut line[PREFIX.len()..], length, 10);
+    line[end..end + 2].copy_from_slice(b"\r\n");
+    end += 2;
+    out.put_slice(&line[..end]);
+}
+
+/// Writes `value` in `radix` (10 or 16, upper-case) at the start of `buf` (at least 20
+/// bytes long); returns how many bytes it took.
+fn put_digits(buf: &mut [u8], mut value: u64, radix: u64) -> usize {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut reversed = [0u8; 20];
+    let mut count = 0;
+    loop {
+        reversed[count] = DIGITS[(value % radix) as usize];
+        count += 1;
+        value /= radix;
+        if value == 0 {
+            break;
+        }
+    }
+    for (slot, digit) in buf.iter_mut().zip(reversed[..count].iter().rev()) {
+        *slot = *digit;
+    }
+    count
 }
 
 /// The line that starts a chunk of `len` bytes.
 pub fn chunk_header(out: &mut BytesMut, len: usize) {
-    out.put_slice(format!("{len:X}\r\n").as_bytes());
+    let mut line = [0u8; 22];
+    let end = put_digits(&mut line, len as u64, 16);
+    line[end..end + 2].copy_from_slice(b"\r\n");
+    out.put_slice(&line[..end + 2]);
 }
 
 /// The last chunk of a chunked body (no trailers).
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
-
-fn itoa_u64(value: u64) -> String {
-    value.to_string()
-}
 
 #[cfg(test)]
 mod tests {
@@ -150,6 +179,55 @@ mod tests {
         assert!(text
             .starts_with("HTTP/1.1 200 Fine\r\nX-Name: caf\u{e9}\r\nServer: tidegate\r\nDate: "));
         assert!(text.ends_with("Content-Length: 5\r\n\r\n"));
+    }
+
+    #[test]
+    fn content_length_and_chunk_sizes_are_exact() {
+        for length in [0u64, 7, 10, 13, 65_536, 1_048_576, u64::MAX] {
+            let mut out = BytesMut::new();
+            put_content_length(&mut out, length);
+            assert_eq!(text(&out), format!("Content-Length: {length}\r\n"));
+        }
+        for len in [0usize, 1, 15, 16, 255, 65_536, 1_000_000] {
+            let mut out = BytesMut::new();
+            chunk_header(&mut out, len);
+            assert_eq!(text(&out), format!("{len:X}\r\n"));
+        }
+    }
+
+    #[test]
+    fn server_and_date_added_only_when_the_app_set_none() {
+        for (names, server, date) in [
+            (vec![], true, true),
+            (vec!["Server"], false, true),
+            (vec!["Date"], true, false),
+            (vec!["Server", "Date"], false, false),
+        ] {
+            let mut h = head(200, b"200 OK", Some(0));
+            for name in &names {
+                h.headers
+                    .push((Bytes::from(name.to_string()), Bytes::from_static(b"v")));
+            }
+            let mut out = BytesMut::new();
+            encode_head(
+                &mut out,
+                &h,
+                ResponseFraming::Length(0),
+                Protocol::Http11,
+                true,
+            );
+            let text = text(&out);
+            let lines: Vec<&str> = text.split("\r\n").collect();
+            let servers: Vec<_> = lines.iter().filter(|l| l.starts_with("Server: ")).collect();
+            let dates: Vec<_> = lines.iter().filter(|l| l.starts_with("Date: ")).collect();
+            // One of each, ours where the app set none.
+            assert_eq!(servers.len(), 1, "{text}");
+            assert_eq!(dates.len(), 1, "{text}");
+            assert_eq!(*servers[0] == "Server: tidegate", server, "{text}");
+            let ours = httpdate::parse_http_date(&dates[0]["Date: ".len()..]).is_ok();
+            assert_eq!(ours, date, "{text}");
+            assert!(text.ends_with("Content-Length: 0\r\n\r\n"), "{text}");
+        }
     }
 
     #[test]
