@@ -20,6 +20,13 @@ def hello(environ, start_response):
     return [HELLO_BODY]
 
 
+def hello_iter(environ, start_response):
+    """hello through a generator: how Flask, Django and most frameworks hand their body back
+    (an iterable that is not a list), so the server cannot see the whole response at once."""
+    start_response("200 OK", list(HELLO_HEADERS))
+    yield HELLO_BODY
+
+
 # Twenty keys of mixed types, serialised on every request (the app's own work is part of
 # what is measured, the same for every server).
 JSON_DOC = {

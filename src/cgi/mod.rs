@@ -20,6 +20,7 @@ use bytes::Bytes;
 use pyo3::prelude::*;
 
 use crate::gateway::{CgiRequest, Exchange, RequestBody, RequestForm};
+use crate::wsgi::responder::ResponderCache;
 use crate::wsgi::{Bridge, BridgeOptions};
 use stdio::{Outcome, StdinBody, StdoutSink};
 
@@ -72,6 +73,7 @@ pub fn run(py: Python<'_>, app: Py<PyAny>) -> PyResult<bool> {
             sink: Box::new(sink),
             on_overdue: None,
         },
+        &mut ResponderCache::default(),
     );
     Ok(outcome.get() == Outcome::Complete)
 }

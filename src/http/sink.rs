@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::gateway::{
     BodyError, BodySource, Disconnected, ResponseEnd, ResponseHead, ResponseSink,
 };
+use crate::server::driver;
 
 /// What the Python side tells the connection task about the response.
 ///
@@ -58,6 +59,8 @@ pub struct HttpSink {
     wants_body: bool,
     /// The response's last event (`End` or `Complete`) was handed over.
     ended: bool,
+    /// The driver's turn in which the last event was sent from inside the runtime.
+    sent_in_turn: Option<u64>,
 }
 
 impl HttpSink {
@@ -67,17 +70,22 @@ impl HttpSink {
             events,
             wants_body: !is_head,
             ended: false,
+            sent_in_turn: None,
         }
     }
 
     fn send(&mut self, py: Python<'_>, event: ResponseEvent) -> Result<(), Disconnected> {
-        match self.events.try_send(event) {
+        let events = &self.events;
+        match driver::in_runtime(&mut self.sent_in_turn, || events.try_send(event)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(event)) => {
-                crate::server::driver::before_blocking();
-                let events = &self.events;
-                crate::metrics::detach_timed(py, || events.blocking_send(event))
-                    .map_err(|_| Disconnected)
+                crate::metrics::detach_timed(py, || match driver::Runner::current() {
+                    // The connection task makes room by writing to its client, on the
+                    // runtime this runner drives.
+                    Some(runner) => runner.drive(events.send(event)),
+                    None => events.blocking_send(event),
+                })
+                .map_err(|_| Disconnected)
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Disconnected),
         }
@@ -153,13 +161,18 @@ impl Drop for HttpSink {
             return;
         }
         let end = ResponseEvent::End(ResponseEnd::Aborted);
-        if let Err(mpsc::error::TrySendError::Full(end)) = self.events.try_send(end) {
+        let events = &self.events;
+        let sent = &mut self.sent_in_turn;
+        if let Err(mpsc::error::TrySendError::Full(end)) =
+            driver::in_runtime(sent, || events.try_send(end))
+        {
             // Full: the connection task is still writing earlier events out and will make
             // room. Blocking is not allowed on a runtime thread (nothing can be full there:
             // the connection drops a sink only before dispatching it).
-            if tokio::runtime::Handle::try_current().is_err() {
-                crate::server::driver::before_blocking();
-                let _ = self.events.blocking_send(end);
+            if let Some(runner) = driver::Runner::current() {
+                let _ = runner.drive(events.send(end));
+            } else if tokio::runtime::Handle::try_current().is_err() {
+                let _ = events.blocking_send(end);
             }
         }
     }
@@ -206,15 +219,16 @@ impl BodySource for HttpBodySource {
         }
         if let Some(demand) = self.demand.take() {
             // The connection task may already be gone; the receive below reports that.
-            let _ = demand.send(());
+            let _ = driver::in_runtime(&mut None, || demand.send(()));
         }
         let next = match self.messages.try_recv() {
             Ok(message) => Some(message),
             Err(mpsc::error::TryRecvError::Disconnected) => None,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                crate::server::driver::before_blocking();
-                self.messages.blocking_recv()
-            }
+            Err(mpsc::error::TryRecvError::Empty) => match driver::Runner::current() {
+                // The connection task reads the body on the runtime this runner drives.
+                Some(runner) => runner.drive(self.messages.recv()),
+                None => self.messages.blocking_recv(),
+            },
         };
         match next {
             Some(BodyMessage::Data(data)) => Ok(Some(data)),

@@ -12,14 +12,16 @@
 //! [`BATCH_WINDOW`], so that one turn at the runtime (the GIL released and taken back, the
 //! runtime entered and left) serves them all and their responses go out together.
 //!
-//! While a runner is in the app nobody drives the runtime. A *standby* thread takes the free
-//! core when a request runs longer than [`TAKEOVER_AFTER`], or at once when the runner is
-//! about to wait for its client (a request body still to come, a response channel full),
-//! and gives it back as soon as a runner wants it. So slow and hung requests do not stop
-//! the worker's other connections, heartbeats, static files or the 504 of `--timeout`, and
-//! the rescue thread a hung request calls for is one more runner.
+//! A request that waits for its client (a request body still to come, a response channel
+//! full) drives the runtime itself until the wait is over ([`Runner::drive`]), and the
+//! events its response sends are made inside the runtime ([`in_runtime`]): a request's own
+//! I/O wakes no thread. While a runner is in the app otherwise, nobody drives the runtime.
+//! A *standby* thread takes the free core when a request runs longer than
+//! [`TAKEOVER_AFTER`], and gives it back as soon as a runner wants it. So slow and hung
+//! requests do not stop the worker's other connections, heartbeats, static files or the 504
+//! of `--timeout`, and the rescue thread a hung request calls for is one more runner.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +40,7 @@ use crate::http::sink::ResponseEvent;
 use crate::server::capacity::Capacity;
 use crate::server::monitor::Monitor;
 use crate::server::pool::{register_thread, run_exchange, spawn_python_thread};
+use crate::wsgi::responder::ResponderCache;
 use crate::wsgi::Bridge;
 
 /// How long a request may keep the runtime undriven before the standby drives it.
@@ -66,6 +69,9 @@ pub struct Shared {
     want_core: AtomicUsize,
     /// The standby drives the runtime now.
     standby_driving: AtomicBool,
+    /// How many times a thread began to drive the runtime (ran its tasks): see
+    /// [`in_runtime`].
+    turns: AtomicU64,
     /// The standby's `block_on` future, to end its turn.
     standby_waker: Mutex<Option<Waker>>,
     /// Set to make the standby look now rather than at its next tick.
@@ -79,9 +85,85 @@ pub struct Shared {
     epoch: Instant,
 }
 
+/// What a runner thread keeps about itself, for the engine code its requests run.
+struct RunnerSlot {
+    /// The runner running on this thread, if it is one.
+    runner: RefCell<Option<Runner>>,
+    /// The runner is in a request (outside `block_on`), so it may enter the runtime.
+    in_request: Cell<bool>,
+}
+
 thread_local! {
-    /// The driver of the runner running on this thread, if it is one.
-    static RUNNER: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
+    static RUNNER: RunnerSlot = const {
+        RunnerSlot { runner: RefCell::new(None), in_request: Cell::new(false) }
+    };
+}
+
+/// A runner's handle on its runtime, for the waits of the request it runs.
+#[derive(Clone)]
+pub struct Runner {
+    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
+}
+
+impl Runner {
+    /// The runner of this thread, if this thread is a runner in a request.
+    pub fn current() -> Option<Runner> {
+        RUNNER.with(|slot| {
+            if !slot.in_request.get() {
+                return None;
+            }
+            slot.runner.borrow().clone()
+        })
+    }
+
+    /// Drives the runtime until `future` (a wait for a connection task: room in its
+    /// response channel, the next piece of a request body) completes. Call it without the
+    /// GIL. The runner serves the I/O its request waits for itself: no thread is woken,
+    /// and the connection task runs on the core that already holds its request.
+    pub fn drive<F: Future>(&self, future: F) -> F::Output {
+        self.shared.want_core.fetch_add(1, Ordering::AcqRel);
+        self.shared.wake_standby_turn();
+        // The tasks this turn runs are not the request: what they drop (a sink, say) must
+        // not try to enter the runtime they are already in.
+        let in_request = RUNNER.with(|slot| slot.in_request.replace(false));
+        let output = self.runtime.block_on(NestedTurn {
+            shared: &self.shared,
+            entered: false,
+            future: std::pin::pin!(future),
+        });
+        RUNNER.with(|slot| slot.in_request.set(in_request));
+        output
+    }
+}
+
+/// Runs `f`, a channel operation towards a connection task, so that the wake it makes costs
+/// no system call when this thread is a runner in a request.
+///
+/// From outside the runtime that wake is a write to the runtime's eventfd, and nobody waits
+/// on the runtime to take it: the runner drives the runtime only at its next turn. So `f`
+/// runs inside the runtime (entering it costs about as much as the write, in instructions),
+/// where the wake only queues the task for that turn. `sent` is the caller's mark of the
+/// turn it last did this in: while no turn has run since, the task has not run either and
+/// cannot be waiting on its channel again, so `f` wakes nobody and runs directly. With the
+/// standby driving, or on any other thread, `f` runs directly.
+pub fn in_runtime<T>(sent: &mut Option<u64>, f: impl FnOnce() -> T) -> T {
+    RUNNER.with(|slot| {
+        if slot.in_request.get() {
+            if let Some(runner) = &*slot.runner.borrow() {
+                let shared = &runner.shared;
+                let turn = shared.turns.load(Ordering::Acquire);
+                if *sent != Some(turn) && !shared.standby_driving.load(Ordering::Acquire) {
+                    *sent = Some(turn);
+                    // The future is ready at its first poll, which `block_on` makes before
+                    // running any task; if the core is busy (the standby began meanwhile),
+                    // `block_on` polls it without the core, and the wake is a plain one.
+                    return runner.runtime.block_on(async move { f() });
+                }
+            }
+        }
+        f()
+    })
 }
 
 impl Shared {
@@ -93,6 +175,7 @@ impl Shared {
             busy_since: std::array::from_fn(|_| AtomicU64::new(0)),
             want_core: AtomicUsize::new(0),
             standby_driving: AtomicBool::new(false),
+            turns: AtomicU64::new(0),
             standby_waker: Mutex::new(None),
             takeover: Mutex::new(false),
             takeover_signal: Condvar::new(),
@@ -158,16 +241,6 @@ impl Shared {
     }
 }
 
-/// If this thread is a runner: the runtime is not driven while it waits for its client, so
-/// the standby must drive it now. Call before blocking on a connection task.
-pub fn before_blocking() {
-    RUNNER.with(|runner| {
-        if let Some(shared) = &*runner.borrow() {
-            shared.ask_standby();
-        }
-    });
-}
-
 /// Hands a response's last event (`Complete` or `End`) to the runtime without a
 /// cross-thread wake when this thread is a runner: the event waits in the outbox for the
 /// `block_on` the runner enters next. `Err` gives the event back to be sent directly.
@@ -175,9 +248,9 @@ pub fn defer_last_event(
     sender: &mpsc::Sender<ResponseEvent>,
     event: ResponseEvent,
 ) -> Result<(), ResponseEvent> {
-    RUNNER.with(|runner| {
-        let runner = runner.borrow();
-        let Some(shared) = &*runner else {
+    RUNNER.with(|slot| {
+        let runner = slot.runner.borrow();
+        let Some(Runner { shared, .. }) = &*runner else {
             return Err(event);
         };
         if shared.standby_driving.load(Ordering::Acquire) {
@@ -221,7 +294,12 @@ impl RunnerSpawn {
 
     fn run(&self, index: usize) {
         let slot = index.min(MAX_RUNNERS - 1);
-        RUNNER.with(|runner| *runner.borrow_mut() = Some(Arc::clone(&self.shared)));
+        RUNNER.with(|slot| {
+            *slot.runner.borrow_mut() = Some(Runner {
+                shared: Arc::clone(&self.shared),
+                runtime: Arc::clone(&self.runtime),
+            })
+        });
         Python::attach(|py| {
             if let Some(monitor) = &self.monitor {
                 register_thread(py, monitor, index);
@@ -231,6 +309,7 @@ impl RunnerSpawn {
             let mut leftovers: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
             let mut queued: Option<Exchange> = None;
             let mut batch_started: Option<Instant> = None;
+            let mut responders = ResponderCache::default();
             loop {
                 let mut exchange = match queued.take() {
                     Some(exchange) => exchange,
@@ -260,7 +339,9 @@ impl RunnerSpawn {
                     Some(monitor) => monitor.begin(index, exchange.head.lazy_label(), overdue),
                     None => leftovers.extend(overdue),
                 }
-                run_exchange(py, &self.bridge, exchange);
+                RUNNER.with(|slot| slot.in_request.set(true));
+                run_exchange(py, &self.bridge, exchange, &mut responders);
+                RUNNER.with(|slot| slot.in_request.set(false));
                 self.shared.busy_since[slot].store(0, Ordering::Release);
                 crate::metrics::request_done();
                 if let Some(monitor) = &self.monitor {
@@ -285,7 +366,7 @@ impl RunnerSpawn {
                 }
             }
         });
-        RUNNER.with(|runner| runner.borrow_mut().take());
+        RUNNER.with(|slot| slot.runner.borrow_mut().take());
     }
 }
 
@@ -308,6 +389,7 @@ impl Future for NextJob<'_> {
         let this = self.get_mut();
         if !this.entered {
             this.entered = true;
+            this.shared.turns.fetch_add(1, Ordering::AcqRel);
             this.shared.want_core.fetch_sub(1, Ordering::AcqRel);
             this.shared.deliver_outbox();
             this.leftovers.clear();
@@ -327,6 +409,29 @@ impl Future for NextJob<'_> {
             return Poll::Ready(Some(job));
         }
         Poll::Pending
+    }
+}
+
+/// A runner's turn at the runtime from inside a request ([`Runner::drive`]): delivers the
+/// outbox, then drives the runtime until `future` completes.
+struct NestedTurn<'a, F> {
+    shared: &'a Shared,
+    entered: bool,
+    future: Pin<&'a mut F>,
+}
+
+impl<F: Future> Future for NestedTurn<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        if !this.entered {
+            this.entered = true;
+            this.shared.turns.fetch_add(1, Ordering::AcqRel);
+            this.shared.want_core.fetch_sub(1, Ordering::AcqRel);
+            this.shared.deliver_outbox();
+        }
+        this.future.as_mut().poll(cx)
     }
 }
 
@@ -381,6 +486,7 @@ fn run_standby(runtime: &Runtime, shared: &Shared) {
             continue;
         }
         shared.standby_driving.store(true, Ordering::Release);
+        shared.turns.fetch_add(1, Ordering::AcqRel);
         runtime.block_on(StandbyTurn { shared });
         shared.standby_driving.store(false, Ordering::Release);
         // A runner that deferred an event while this turn ended gets it delivered by its

@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use crate::gateway::Exchange;
 use crate::server::capacity::Capacity;
 use crate::server::monitor::Monitor;
+use crate::wsgi::responder::ResponderCache;
 use crate::wsgi::Bridge;
 
 /// The running Python threads.
@@ -117,6 +118,7 @@ fn run_thread(
         if let Some(monitor) = monitor {
             register_thread(py, monitor, index);
         }
+        let mut responders = ResponderCache::default();
         loop {
             // A request already queued is taken without releasing the GIL: handing the GIL
             // back and forth costs more than the check when requests arrive back to back.
@@ -133,7 +135,7 @@ fn run_thread(
                 let overdue = exchange.on_overdue.take();
                 monitor.begin(index, exchange.head.lazy_label(), overdue);
             }
-            run_exchange(py, bridge, exchange);
+            run_exchange(py, bridge, exchange, &mut responders);
             capacity.release();
             crate::metrics::request_done();
             if let Some(monitor) = monitor {
@@ -168,8 +170,14 @@ pub(crate) fn register_thread(py: Python<'_>, monitor: &Monitor, index: usize) {
 
 /// Runs one request through the bridge; a panic (a bug in tidegate, never the app's doing)
 /// is logged and costs only that request's connection.
-pub(crate) fn run_exchange(py: Python<'_>, bridge: &Bridge, exchange: Exchange) {
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| bridge.handle(py, exchange)));
+pub(crate) fn run_exchange(
+    py: Python<'_>,
+    bridge: &Bridge,
+    exchange: Exchange,
+    responders: &mut ResponderCache,
+) {
+    let outcome =
+        std::panic::catch_unwind(AssertUnwindSafe(|| bridge.handle(py, exchange, responders)));
     if outcome.is_err() {
         tracing::error!(
             "Internal error while handling a request (a bug in tidegate); the connection was closed"

@@ -20,7 +20,7 @@ use crate::wsgi::environ::{EnvironTemplate, TemplateOptions};
 use crate::wsgi::errors::ErrorStream;
 use crate::wsgi::file_wrapper::FileWrapper;
 use crate::wsgi::input::{ClientDisconnected, Input};
-use crate::wsgi::responder::{Responder, SendError};
+use crate::wsgi::responder::{Responder, ResponderCache, SendError};
 
 /// What the bridge needs to know about the server it runs in.
 pub struct BridgeOptions {
@@ -103,7 +103,8 @@ impl Bridge {
     }
 
     /// Runs one request to its end. Never fails: every problem is logged and answered.
-    pub fn handle(&self, py: Python<'_>, exchange: Exchange) {
+    /// `responders` is the calling thread's own (see [`ResponderCache`]).
+    pub fn handle(&self, py: Python<'_>, exchange: Exchange, responders: &mut ResponderCache) {
         let Exchange {
             head, body, sink, ..
         } = exchange;
@@ -112,14 +113,18 @@ impl Bridge {
             RequestBody::Complete(bytes) => Bound::new(py, Input::new(bytes, None)),
             RequestBody::Stream(source) => Bound::new(py, Input::new(Bytes::new(), Some(source))),
         };
-        let (input, responder) = match (input, Bound::new(py, Responder::new(sink))) {
-            (Ok(input), Ok(responder)) => (input, responder),
+        let (input, lent) = match (input, responders.lend(py, sink)) {
+            (Ok(input), Ok(lent)) => (input, lent),
             (Err(error), _) | (_, Err(error)) => {
                 tracing::error!("could not set up request {}: {error}", label(&head));
                 return;
             }
         };
-        let fault = self.call(py, &head, input.as_any(), &responder).err();
+        let responder = lent.responder.bind(py);
+        let start_response = lent.start_response.bind(py);
+        let fault = self
+            .call(py, &head, input.as_any(), responder, start_response)
+            .err();
         if let Some(fault) = fault {
             report(py, &head, &fault);
             match fault {
@@ -133,6 +138,7 @@ impl Bridge {
                 label(&head)
             );
         }
+        responders.give_back(py, lent);
     }
 
     fn call(
@@ -141,6 +147,7 @@ impl Bridge {
         head: &RequestForm,
         input: &Bound<'_, PyAny>,
         responder: &Bound<'_, Responder>,
+        start_response: &Bound<'_, PyAny>,
     ) -> Result<(), Fault> {
         let environ = match head {
             RequestForm::Http(head) => self.environ.build(py, head, input),
@@ -159,7 +166,7 @@ impl Bridge {
                 .call1((worker(), &environ))
                 .map_err(Fault::Exception)?;
         }
-        let outcome = self.call_app(py, head, &environ, responder);
+        let outcome = self.call_app(py, head, &environ, responder, start_response);
         if let Some(post_request) = &self.hooks.post_request {
             let status = responder.borrow().status();
             if let Err(error) = post_request.bind(py).call1((worker(), &environ, status)) {
@@ -179,10 +186,8 @@ impl Bridge {
         head: &RequestForm,
         environ: &Bound<'_, pyo3::types::PyDict>,
         responder: &Bound<'_, Responder>,
+        start_response: &Bound<'_, PyAny>,
     ) -> Result<(), Fault> {
-        let start_response = responder
-            .getattr(pyo3::intern!(py, "start_response"))
-            .map_err(Fault::Exception)?;
         let result = self
             .app
             .bind(py)

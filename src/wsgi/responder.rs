@@ -45,6 +45,101 @@ pub struct Responder {
     pub body_bytes: u64,
     /// The status code sent (0 until the head goes out).
     status: u16,
+    /// The bound `write` that `start_response` returns, when a [`ResponderCache`] lends it
+    /// for the request (it is made once per kept responder instead of once per request).
+    write: Option<Py<PyAny>>,
+}
+
+/// A sink for a responder between two requests: nothing can reach it (the responder is
+/// kept only when nobody else holds it), but the slot must hold some sink.
+struct NoSink;
+
+impl ResponseSink for NoSink {
+    fn send_head(&mut self, _: Python<'_>, _: ResponseHead) -> Result<(), Disconnected> {
+        Err(Disconnected)
+    }
+    fn send_chunk(&mut self, _: Python<'_>, _: Bytes) -> Result<(), Disconnected> {
+        Err(Disconnected)
+    }
+    fn send_file(
+        &mut self,
+        _: Python<'_>,
+        _: std::fs::File,
+        _: u64,
+        _: u64,
+    ) -> Result<(), Disconnected> {
+        Err(Disconnected)
+    }
+    fn finish(&mut self, _: Python<'_>, _: ResponseEnd) {}
+    fn wants_body(&self) -> bool {
+        false
+    }
+}
+
+/// A Python thread's spare [`Responder`] with its bound `start_response` and `write`,
+/// reused by the next request when the app kept none of the three.
+///
+/// Making them per request (the object, and two bound methods looked up by name) cost
+/// ~1,200 instructions, about as much as the app's own call on a small request.
+#[derive(Default)]
+pub struct ResponderCache(Option<Lent>);
+
+/// A responder and its bound methods, lent to one request.
+pub struct Lent {
+    /// The responder.
+    pub responder: Py<Responder>,
+    /// Its bound `start_response`, what the app is called with.
+    pub start_response: Py<PyAny>,
+    write: Py<PyAny>,
+}
+
+impl ResponderCache {
+    /// A responder for a request sending to `sink`: the spare one, or a new one.
+    pub fn lend(&mut self, py: Python<'_>, sink: Box<dyn ResponseSink>) -> PyResult<Lent> {
+        let lent = match self.0.take() {
+            Some(lent) => {
+                let mut responder = lent.responder.bind(py).borrow_mut();
+                let _ = std::mem::replace(&mut *responder, Responder::new(sink));
+                drop(responder);
+                lent
+            }
+            None => {
+                let responder = Bound::new(py, Responder::new(sink))?;
+                let start_response = responder.getattr(pyo3::intern!(py, "start_response"))?;
+                let write = responder.getattr(pyo3::intern!(py, "write"))?;
+                Lent {
+                    responder: responder.unbind(),
+                    start_response: start_response.unbind(),
+                    write: write.unbind(),
+                }
+            }
+        };
+        // For the request only: the responder holding its own bound method is a cycle.
+        lent.responder.bind(py).borrow_mut().write = Some(lent.write.clone_ref(py));
+        Ok(lent)
+    }
+
+    /// Takes back what [`lend`](Self::lend) gave once the request is over. It is kept for
+    /// the next request only if nothing else refers to any of it: an app may keep
+    /// `start_response` or `write` (a generator that was never finished, a callable stored
+    /// away), and those must keep working on their own request's responder.
+    pub fn give_back(&mut self, py: Python<'_>, lent: Lent) {
+        let responder = lent.responder.bind(py);
+        responder.borrow_mut().write = None;
+        // Counted with no borrow of the responder alive (a borrow holds a reference).
+        // SAFETY: reading reference counts of live objects, with the GIL held (`py`).
+        let unshared = unsafe {
+            pyo3::ffi::Py_REFCNT(lent.start_response.as_ptr()) == 1
+                && pyo3::ffi::Py_REFCNT(lent.write.as_ptr()) == 1
+                // Ours, and the `__self__` of each bound method.
+                && pyo3::ffi::Py_REFCNT(responder.as_ptr()) == 3
+        };
+        if unshared {
+            // The request's sink goes now, as it would with the responder.
+            responder.borrow_mut().sink = Box::new(NoSink);
+            self.0 = Some(lent);
+        }
+    }
 }
 
 /// What went wrong while sending body bytes.
@@ -69,6 +164,7 @@ impl Responder {
             finished: false,
             body_bytes: 0,
             status: 0,
+            write: None,
         }
     }
 
@@ -477,8 +573,15 @@ impl Responder {
             }
         }
         let head = parse_head(status, headers)?;
-        slf.borrow_mut().pending = Some(head);
-        Ok(slf.getattr(pyo3::intern!(slf.py(), "write"))?.unbind())
+        let mut this = slf.borrow_mut();
+        this.pending = Some(head);
+        match &this.write {
+            Some(write) => Ok(write.clone_ref(slf.py())),
+            None => {
+                drop(this);
+                Ok(slf.getattr(pyo3::intern!(slf.py(), "write"))?.unbind())
+            }
+        }
     }
 
     /// PEP 3333 `write(data)`: sends body bytes at once (the head first if not yet sent).

@@ -50,6 +50,27 @@ def test_write_http10_close_delimited(serve_app):
     assert body == b"one,two,three,four"
 
 
+def test_start_response_and_write_kept_past_their_request_stay_with_it(serve_app):
+    """A Python thread reuses its start_response and write() for the next request only when
+    the app kept neither: kept ones stay bound to their own (finished) request, so calling
+    them raises and nothing leaks into the request being served."""
+    server = serve_app("wsgi_apps:kept_callables_app")
+    sock = server.connect()
+    # Requests before, so that the thread has a spare to reuse by the time /keep runs.
+    for _ in range(3):
+        assert get(server, "/warm", sock=sock).body == b"warm"
+    kept = get(server, "/keep", sock=sock)
+    assert kept.status == 200 and kept.body == b"kept"
+    for _ in range(2):
+        response = get(server, "/use", sock=sock)
+        assert response.status == 200
+        assert b"LEAKED" not in response.body
+        outcome = json.loads(response.body)
+        assert outcome["start_response"] == "RuntimeError"
+        assert outcome["write"] is not None
+        assert outcome["same_start_response"] is False
+
+
 # --- calling start_response twice --------------------------------------------------------
 
 def test_second_call_without_exc_info_raises(serve_app):

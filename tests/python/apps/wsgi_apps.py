@@ -202,6 +202,34 @@ def write_only_app(environ, start_response):
     return []
 
 
+_KEPT = {}
+
+
+def kept_callables_app(environ, start_response):
+    """/warm just answers; /keep stores this request's start_response and write(); /use calls the
+    stored ones (their request is over, so both must raise) and answers with what they did,
+    then writes its own body."""
+    if environ["PATH_INFO"] == "/warm":
+        start_response("200 OK", TEXT)
+        return [b"warm"]
+    if environ["PATH_INFO"] == "/keep":
+        _KEPT["start_response"] = start_response
+        _KEPT["write"] = start_response("200 OK", TEXT)
+        return [b"kept"]
+    outcome = {}
+    for name, call in (("start_response", lambda: _KEPT["start_response"]("200 OK", TEXT)),
+                       ("write", lambda: _KEPT["write"](b"LEAKED"))):
+        try:
+            call()
+            outcome[name] = None
+        except Exception as error:  # what the old callable raised
+            outcome[name] = type(error).__name__
+    outcome["same_start_response"] = start_response is _KEPT["start_response"]
+    write = start_response("200 OK", [("Content-Type", "application/json")])
+    write(json.dumps(outcome).encode())
+    return []
+
+
 def write_mix_app(environ, start_response):
     """write() first, then an iterable: the written bytes come first."""
     write = start_response("200 OK", TEXT)
