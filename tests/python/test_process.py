@@ -468,6 +468,34 @@ def test_term_lets_the_running_request_finish_refuses_new_connections_and_exits_
     assert time.monotonic() - term_at < 5
 
 
+@pytest.mark.parametrize("threads", [1, 4])
+def test_term_closes_idle_keep_alive_connections_at_once(server_factory, threads):
+    """An idle keep-alive connection learns of the stop while it waits for its next request
+    (each connection keeps one wait on the stop signal for its whole life): the server closes
+    it within the short linger and exits, instead of keeping it for the keep-alive time."""
+    server = server_factory(APP, "--keep-alive", "30", "--threads", str(threads))
+    server.worker_pids(1)
+    idle = []
+    for _ in range(3):  # several requests each, so the waits are not a connection's first
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+        for _ in range(3):
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200
+        idle.append(conn)
+    term_at = time.monotonic()
+    os.kill(server.pid, signal.SIGTERM)
+    for conn in idle:
+        conn.sock.settimeout(10)
+        assert conn.sock.recv(1) == b"", "the server should close an idle connection"
+    closed_after = time.monotonic() - term_at
+    assert server.process.wait(10) == 0, server.log
+    assert closed_after < 5, f"idle connections closed {closed_after:.1f}s after SIGTERM"
+    for conn in idle:
+        conn.close()
+
+
 def test_max_requests_with_jitter_recycles_workers_without_failures(server_factory):
     server = server_factory(APP, "-w", "2", "--max-requests", "50", "--max-requests-jitter", "10")
     server.worker_pids(2)
