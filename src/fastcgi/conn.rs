@@ -21,7 +21,8 @@ use crate::gateway::{BodyError, CgiRequest, Exchange, RequestBody, RequestForm, 
 use crate::http::body::READ_SIZE;
 use crate::http::conn::Socket;
 use crate::http::sink::{
-    BodyMessage, HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE,
+    BodyMessage, CompleteResponse, HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE,
+    RESPONSE_QUEUE,
 };
 use crate::http::writer::OutQueue;
 use crate::http::ConnContext;
@@ -387,7 +388,8 @@ impl<S: Socket> Connection<S> {
                 self.stdout_file(&file, offset, len, response).await?;
                 Ok(None)
             }
-            ResponseEvent::Complete { head, body } => {
+            ResponseEvent::Complete(complete) => {
+                let CompleteResponse { head, body } = *complete;
                 response.status = head.status;
                 if let Some(access) = &mut response.access {
                     access.capture_response(&head);
@@ -395,7 +397,7 @@ impl<S: Socket> Connection<S> {
                 let mut bytes = Vec::new();
                 encode_head(&mut bytes, &head);
                 codec::encode_stream(self.out.staging(), codec::STDOUT, response.id, &bytes);
-                for chunk in *body {
+                for chunk in body {
                     self.stdout(chunk, response);
                 }
                 Ok(Some(ResponseEnd::Complete))

@@ -24,7 +24,9 @@ use crate::http::request::{parse_head, BodyFraming, ParsedHead, Rejection};
 use crate::http::response::{
     choose_framing, chunk_header, encode_head, ResponseFraming, LAST_CHUNK,
 };
-use crate::http::sink::{HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE};
+use crate::http::sink::{
+    CompleteResponse, HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE,
+};
 use crate::http::writer::OutQueue;
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
@@ -678,9 +680,10 @@ impl<S: Socket> Connection<S> {
                 self.body_file(file, offset, len, response).await?;
                 Ok(None)
             }
-            ResponseEvent::Complete { head, body } => {
+            ResponseEvent::Complete(complete) => {
+                let CompleteResponse { head, body } = *complete;
                 self.start_response(&head, response, pump);
-                for chunk in *body {
+                for chunk in body {
                     self.body_chunk(chunk, response);
                 }
                 Ok(Some(self.end_response(ResponseEnd::Complete, response)))

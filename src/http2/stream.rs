@@ -17,7 +17,8 @@ use crate::gateway::{
 use crate::http::date::with_http_date;
 use crate::http::response::status_allows_body;
 use crate::http::sink::{
-    BodyMessage, HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE,
+    BodyMessage, CompleteResponse, HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE,
+    RESPONSE_QUEUE,
 };
 use crate::http::writer::read_file_at;
 use crate::http::ConnContext;
@@ -419,10 +420,11 @@ impl StreamWriter<'_> {
                 self.send_file(file, offset, len).await?;
                 Ok(None)
             }
-            ResponseEvent::Complete { head, body } => {
+            ResponseEvent::Complete(complete) => {
+                let CompleteResponse { head, body } = *complete;
                 let empty = body.iter().all(|chunk| chunk.is_empty());
                 self.send_head(&head, empty)?;
-                for chunk in *body {
+                for chunk in body {
                     self.send_body(chunk).await?;
                 }
                 self.end()?;

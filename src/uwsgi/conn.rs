@@ -18,7 +18,9 @@ use crate::cgi::response::encode_http_head;
 use crate::gateway::{CgiRequest, Exchange, RequestBody, RequestForm, ResponseEnd, ResponseHead};
 use crate::http::body::{BodyDecoder, BodyPump, READ_SIZE};
 use crate::http::conn::Socket;
-use crate::http::sink::{HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE};
+use crate::http::sink::{
+    CompleteResponse, HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE,
+};
 use crate::http::writer::OutQueue;
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
@@ -208,9 +210,12 @@ impl<S: Socket + std::os::fd::AsFd> Connection<S> {
         body_bytes: &mut u64,
         access: &mut Option<AccessEntry>,
     ) -> io::Result<Option<ResponseEnd>> {
-        if let (Some(access), ResponseEvent::Head(head) | ResponseEvent::Complete { head, .. }) =
-            (access.as_mut(), &event)
-        {
+        let head = match &event {
+            ResponseEvent::Head(head) => Some(&**head),
+            ResponseEvent::Complete(complete) => Some(&complete.head),
+            _ => None,
+        };
+        if let (Some(access), Some(head)) = (access.as_mut(), head) {
             access.capture_response(head);
         }
         match event {
@@ -240,12 +245,13 @@ impl<S: Socket + std::os::fd::AsFd> Connection<S> {
                 }
                 Ok(None)
             }
-            ResponseEvent::Complete { head, body } => {
+            ResponseEvent::Complete(complete) => {
+                let CompleteResponse { head, body } = *complete;
                 *status = head.status;
                 let mut bytes = Vec::new();
                 encode_http_head(&mut bytes, &head);
                 self.out.put_slice(&bytes);
-                for chunk in *body {
+                for chunk in body {
                     *body_bytes += chunk.len() as u64;
                     self.out.push(chunk);
                 }

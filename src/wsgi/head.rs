@@ -16,8 +16,22 @@ pub struct Status {
     /// The three-digit code.
     pub code: u16,
     /// `NNN Reason`, exactly as the app gave it.
-    pub line: Vec<u8>,
+    pub line: Bytes,
 }
+
+/// The status lines apps send most, spelled as the standard spells them: a status that
+/// matches one shares a static buffer instead of allocating a copy per response.
+const COMMON_STATUS_LINES: [&[u8]; 9] = [
+    b"200 OK",
+    b"404 Not Found",
+    b"302 Found",
+    b"301 Moved Permanently",
+    b"304 Not Modified",
+    b"201 Created",
+    b"204 No Content",
+    b"400 Bad Request",
+    b"500 Internal Server Error",
+];
 
 /// Encodes `text` as latin-1, or `None` if a character is above U+00FF.
 pub fn latin1(text: &str) -> Option<Vec<u8>> {
@@ -32,9 +46,15 @@ pub fn latin1(text: &str) -> Option<Vec<u8>> {
 /// Checks a status string: three digits (100 to 999), a space, and a reason phrase of
 /// printable latin-1 characters (may be empty).
 pub fn parse_status(status: &str) -> Result<Status, String> {
-    let line =
-        latin1(status).ok_or_else(|| format!("invalid status {status:?}: not latin-1 text"))?;
-    let bytes = line.as_slice();
+    let encoded;
+    // ASCII is its own latin-1 encoding.
+    let bytes = if status.is_ascii() {
+        status.as_bytes()
+    } else {
+        encoded =
+            latin1(status).ok_or_else(|| format!("invalid status {status:?}: not latin-1 text"))?;
+        encoded.as_slice()
+    };
     if bytes.len() < 4 || !bytes[..3].iter().all(u8::is_ascii_digit) || bytes[3] != b' ' {
         return Err(format!(
             "invalid status {status:?}: expected three digits, a space and a reason phrase, like '200 OK'"
@@ -53,6 +73,10 @@ pub fn parse_status(status: &str) -> Result<Status, String> {
             "invalid status {status:?}: control character {bad:#04x} in the reason phrase"
         ));
     }
+    let line = match COMMON_STATUS_LINES.iter().find(|common| **common == bytes) {
+        Some(common) => Bytes::from_static(common),
+        None => Bytes::copy_from_slice(bytes),
+    };
     Ok(Status { code, line })
 }
 
@@ -215,9 +239,16 @@ mod tests {
         assert_eq!(parse_status("200 OK").unwrap().code, 200);
         let custom = parse_status("299 Everything Fine").unwrap();
         assert_eq!(custom.code, 299);
-        assert_eq!(custom.line, b"299 Everything Fine");
+        assert_eq!(custom.line, &b"299 Everything Fine"[..]);
         assert_eq!(parse_status("204 ").unwrap().code, 204);
-        assert_eq!(parse_status("200 Caf\u{e9}").unwrap().line, b"200 Caf\xe9");
+        assert_eq!(
+            parse_status("200 Caf\u{e9}").unwrap().line,
+            &b"200 Caf\xe9"[..]
+        );
+        // A common line is shared, any other spelling kept as the app wrote it.
+        assert_eq!(parse_status("200 OK").unwrap().line, &b"200 OK"[..]);
+        assert_eq!(parse_status("200 ok").unwrap().line, &b"200 ok"[..]);
+        assert_eq!(parse_status("404 Not Found").unwrap().code, 404);
     }
 
     #[test]

@@ -463,7 +463,7 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
     }
     let mut response = ResponseHead {
         status: status.code,
-        status_line: Bytes::from(status.line),
+        status_line: status.line,
         headers: Vec::with_capacity(headers.len()?),
         content_length: None,
         close_connection: false,
