@@ -175,14 +175,13 @@ impl EnvironTemplate {
         py: Python<'py>,
         listener: &ListenerInfo,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let server = self.template.as_ptr() as usize;
         let made = listener.environ.0.get_or_try_init(py, || {
             Ok::<_, PyErr>(ListenerTemplate {
-                server,
+                server: self.template.clone_ref(py),
                 dict: self.new_listener_template(py, listener)?.unbind(),
             })
         })?;
-        if made.server == server {
+        if made.server.as_ptr() == self.template.as_ptr() {
             Ok(made.dict.bind(py).clone())
         } else {
             self.new_listener_template(py, listener)
@@ -264,9 +263,9 @@ pub struct ListenerEnviron(PyOnceLock<ListenerTemplate>);
 
 /// A listener's template and the server template it was made from.
 struct ListenerTemplate {
-    /// The server template's address: a request built by another template (another
-    /// server in the same process) must not use this one.
-    server: usize,
+    /// The server template (kept alive, so that its address names it): a request built by
+    /// another template (another server in the same process) must not use this one.
+    server: Py<PyDict>,
     dict: Py<PyDict>,
 }
 

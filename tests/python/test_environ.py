@@ -141,6 +141,29 @@ def test_environ_chunked_body_has_no_content_length(serve_app):
     assert report["body"] == "hello world"
 
 
+def test_environ_keys_with_template_defaults_follow_each_request(serve_app):
+    """REQUEST_METHOD, QUERY_STRING and SERVER_PROTOCOL start from the listener's template
+    (GET, empty, HTTP/1.1) and are set only when a request differs: on one connection,
+    requests that differ and requests that do not must each see their own values."""
+    server = serve_app(APP)
+    sock = server.connect()
+    requests = [
+        (b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\n", "GET", "x=1", "HTTP/1.1"),
+        (b"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", "POST", "", "HTTP/1.1"),
+        (b"GET /c HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n", "GET", "", "HTTP/1.0"),
+        (b"DELETE /d?q HTTP/1.1\r\nHost: h\r\n\r\n", "DELETE", "q", "HTTP/1.1"),
+        (b"GET /e HTTP/1.1\r\nHost: h\r\n\r\n", "GET", "", "HTTP/1.1"),
+    ]
+    for raw, method, query, protocol in requests:
+        report, _, _ = exchange(server, raw, sock)
+        env = report["environ"]
+        assert (env["REQUEST_METHOD"], env["QUERY_STRING"], env["SERVER_PROTOCOL"]) == (
+            method, query, protocol), raw
+        assert env["SERVER_PORT"] == str(server.port)
+        assert env["SCRIPT_NAME"] == ""
+        assert env["wsgi.url_scheme"] == "http"
+
+
 def test_environ_http10_protocol(serve_app):
     server = serve_app(APP)
     sock = server.connect()
