@@ -620,3 +620,95 @@ impl Driver {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Makes this thread a runner of a fresh runtime, in a request.
+    fn become_runner() -> Runner {
+        let runner = Runner {
+            shared: Arc::new(Shared::new()),
+            runtime: Arc::new(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap(),
+            ),
+        };
+        RUNNER.with(|slot| {
+            *slot.runner.borrow_mut() = Some(runner.clone());
+            slot.in_request.set(true);
+        });
+        runner
+    }
+
+    fn leave() {
+        RUNNER.with(|slot| {
+            slot.runner.borrow_mut().take();
+            slot.in_request.set(false);
+        });
+    }
+
+    fn inside_runtime() -> bool {
+        tokio::runtime::Handle::try_current().is_ok()
+    }
+
+    #[test]
+    fn a_response_enters_the_runtime_once_per_turn_and_never_while_the_standby_drives() {
+        let runner = become_runner();
+        let mut sent = None;
+        // The first event of a request is sent inside the runtime; the next ones of the
+        // same turn directly.
+        assert!(in_runtime(&mut sent, inside_runtime));
+        assert!(!in_runtime(&mut sent, inside_runtime));
+        assert!(!in_runtime(&mut sent, inside_runtime));
+        // A turn ran (the connection task may wait on its channel again): inside once more.
+        runner.shared.turns.fetch_add(1, Ordering::AcqRel);
+        assert!(in_runtime(&mut sent, inside_runtime));
+        assert!(!in_runtime(&mut sent, inside_runtime));
+        // The standby drives: its runtime is awake, a direct send reaches it.
+        runner.shared.turns.fetch_add(1, Ordering::AcqRel);
+        runner.shared.standby_driving.store(true, Ordering::Release);
+        assert!(!in_runtime(&mut sent, inside_runtime));
+        runner
+            .shared
+            .standby_driving
+            .store(false, Ordering::Release);
+        // Outside a request (between requests, or in the tasks a turn runs): directly.
+        RUNNER.with(|slot| slot.in_request.set(false));
+        assert!(!in_runtime(&mut None, inside_runtime));
+        leave();
+        // And on a thread that is no runner at all.
+        assert!(!in_runtime(&mut None, inside_runtime));
+    }
+
+    #[test]
+    fn a_request_waiting_for_its_connection_drives_the_runtime_itself() {
+        let runner = become_runner();
+        let (to_request, mut from_connection) = mpsc::channel::<u32>(1);
+        let (turn_tx, turn_rx) = tokio::sync::oneshot::channel::<()>();
+        // A connection task that answers only after another task has run: nothing but
+        // a thread driving the runtime can get it there.
+        runner.runtime.spawn(async move {
+            let _ = turn_rx.await;
+            to_request.send(7).await.unwrap();
+        });
+        runner.runtime.spawn(async move {
+            let _ = turn_tx.send(());
+        });
+        let turns_before = runner.shared.turns.load(Ordering::Acquire);
+        let got = runner.drive(from_connection.recv());
+        assert_eq!(got, Some(7));
+        // The turn counted (so the next event is sent from inside again), the core was
+        // asked for and taken back, and the runner is still in its request.
+        assert_eq!(
+            runner.shared.turns.load(Ordering::Acquire),
+            turns_before + 1
+        );
+        assert_eq!(runner.shared.want_core.load(Ordering::Acquire), 0);
+        assert!(Runner::current().is_some());
+        leave();
+        assert!(Runner::current().is_none());
+    }
+}
