@@ -126,10 +126,14 @@ impl EnvironTemplate {
         environ.set_item(pyo3::intern!(py, "RAW_URI"), raw_uri)?;
         match head.protocol {
             Protocol::Http11 => {}
-            Protocol::Http10 => {
-                environ.set_item(pyo3::intern!(py, "SERVER_PROTOCOL"), "HTTP/1.0")?;
-            }
-            Protocol::Http2 => environ.set_item(pyo3::intern!(py, "SERVER_PROTOCOL"), "HTTP/2")?,
+            Protocol::Http10 => environ.set_item(
+                pyo3::intern!(py, "SERVER_PROTOCOL"),
+                pyo3::intern!(py, "HTTP/1.0"),
+            )?,
+            Protocol::Http2 => environ.set_item(
+                pyo3::intern!(py, "SERVER_PROTOCOL"),
+                pyo3::intern!(py, "HTTP/2"),
+            )?,
         }
         match &head.peer {
             Peer::Tcp(addr) => {
@@ -384,25 +388,69 @@ impl std::fmt::Write for StackText {
     }
 }
 
-/// The shared str for a key [`environ_key`] found in its table of common headers, so
-/// that common headers cost no key allocation.
+/// Request headers most clients, browsers and proxies send, lower-case, with their
+/// environ keys: a common header's key is a static str here and its Python str is made
+/// once (`common_key`); any other costs a `String` and a new Python str per request. A
+/// static, not a const: `common_key` finds a key by the address of its text, which must
+/// be the same wherever the table is read.
+static COMMON_HEADERS: [(&str, &str); 32] = [
+    ("host", "HTTP_HOST"),
+    ("user-agent", "HTTP_USER_AGENT"),
+    ("accept", "HTTP_ACCEPT"),
+    ("accept-encoding", "HTTP_ACCEPT_ENCODING"),
+    ("accept-language", "HTTP_ACCEPT_LANGUAGE"),
+    ("connection", "HTTP_CONNECTION"),
+    ("cookie", "HTTP_COOKIE"),
+    ("content-type", "CONTENT_TYPE"),
+    ("content-length", "CONTENT_LENGTH"),
+    ("referer", "HTTP_REFERER"),
+    ("cache-control", "HTTP_CACHE_CONTROL"),
+    ("authorization", "HTTP_AUTHORIZATION"),
+    ("origin", "HTTP_ORIGIN"),
+    ("pragma", "HTTP_PRAGMA"),
+    ("if-none-match", "HTTP_IF_NONE_MATCH"),
+    ("if-modified-since", "HTTP_IF_MODIFIED_SINCE"),
+    ("range", "HTTP_RANGE"),
+    (
+        "upgrade-insecure-requests",
+        "HTTP_UPGRADE_INSECURE_REQUESTS",
+    ),
+    ("sec-fetch-dest", "HTTP_SEC_FETCH_DEST"),
+    ("sec-fetch-mode", "HTTP_SEC_FETCH_MODE"),
+    ("sec-fetch-site", "HTTP_SEC_FETCH_SITE"),
+    ("sec-fetch-user", "HTTP_SEC_FETCH_USER"),
+    ("sec-ch-ua", "HTTP_SEC_CH_UA"),
+    ("sec-ch-ua-mobile", "HTTP_SEC_CH_UA_MOBILE"),
+    ("sec-ch-ua-platform", "HTTP_SEC_CH_UA_PLATFORM"),
+    ("priority", "HTTP_PRIORITY"),
+    ("dnt", "HTTP_DNT"),
+    ("x-requested-with", "HTTP_X_REQUESTED_WITH"),
+    ("x-forwarded-for", "HTTP_X_FORWARDED_FOR"),
+    ("x-forwarded-proto", "HTTP_X_FORWARDED_PROTO"),
+    ("x-forwarded-host", "HTTP_X_FORWARDED_HOST"),
+    ("x-real-ip", "HTTP_X_REAL_IP"),
+];
+
+/// The Python strs of [`COMMON_HEADERS`]' keys, made on first use.
+static COMMON_KEY_STRS: [PyOnceLock<Py<PyString>>; COMMON_HEADERS.len()] =
+    [const { PyOnceLock::new() }; COMMON_HEADERS.len()];
+
+/// Where in [`COMMON_HEADERS`] [`environ_key`] took `key` from, if it did.
+fn common_index(key: &str) -> Option<usize> {
+    // An owned key (a header not in the table) never has a static's address.
+    COMMON_HEADERS
+        .iter()
+        .position(|(_, common)| std::ptr::eq(common.as_ptr(), key.as_ptr()))
+}
+
+/// The shared str for a key [`environ_key`] took from [`COMMON_HEADERS`] (found by the
+/// address of its static text), so that common headers cost no key allocation.
 fn common_key<'py>(py: Python<'py>, key: &str) -> Option<Bound<'py, PyString>> {
-    let interned = match key {
-        "HTTP_HOST" => pyo3::intern!(py, "HTTP_HOST"),
-        "HTTP_USER_AGENT" => pyo3::intern!(py, "HTTP_USER_AGENT"),
-        "HTTP_ACCEPT" => pyo3::intern!(py, "HTTP_ACCEPT"),
-        "HTTP_ACCEPT_ENCODING" => pyo3::intern!(py, "HTTP_ACCEPT_ENCODING"),
-        "HTTP_ACCEPT_LANGUAGE" => pyo3::intern!(py, "HTTP_ACCEPT_LANGUAGE"),
-        "HTTP_CONNECTION" => pyo3::intern!(py, "HTTP_CONNECTION"),
-        "HTTP_COOKIE" => pyo3::intern!(py, "HTTP_COOKIE"),
-        "CONTENT_TYPE" => pyo3::intern!(py, "CONTENT_TYPE"),
-        "CONTENT_LENGTH" => pyo3::intern!(py, "CONTENT_LENGTH"),
-        "HTTP_REFERER" => pyo3::intern!(py, "HTTP_REFERER"),
-        "HTTP_CACHE_CONTROL" => pyo3::intern!(py, "HTTP_CACHE_CONTROL"),
-        "HTTP_AUTHORIZATION" => pyo3::intern!(py, "HTTP_AUTHORIZATION"),
-        _ => return None,
-    };
-    Some(interned.clone())
+    let index = common_index(key)?;
+    let text = COMMON_KEY_STRS[index].get_or_init(py, || {
+        PyString::intern(py, COMMON_HEADERS[index].1).unbind()
+    });
+    Some(text.bind(py).clone())
 }
 
 impl EnvironTemplate {
@@ -585,21 +633,7 @@ pub fn environ_key(name: &[u8]) -> Option<Cow<'static, str>> {
     if name.contains(&b'_') {
         return None;
     }
-    const COMMON: [(&str, &str); 12] = [
-        ("host", "HTTP_HOST"),
-        ("user-agent", "HTTP_USER_AGENT"),
-        ("accept", "HTTP_ACCEPT"),
-        ("accept-encoding", "HTTP_ACCEPT_ENCODING"),
-        ("accept-language", "HTTP_ACCEPT_LANGUAGE"),
-        ("connection", "HTTP_CONNECTION"),
-        ("cookie", "HTTP_COOKIE"),
-        ("content-type", "CONTENT_TYPE"),
-        ("content-length", "CONTENT_LENGTH"),
-        ("referer", "HTTP_REFERER"),
-        ("cache-control", "HTTP_CACHE_CONTROL"),
-        ("authorization", "HTTP_AUTHORIZATION"),
-    ];
-    for (header, key) in COMMON {
+    for (header, key) in COMMON_HEADERS {
         if header.as_bytes().eq_ignore_ascii_case(name) {
             return Some(Cow::Borrowed(key));
         }
@@ -676,6 +710,26 @@ mod tests {
         assert_eq!(&*percent_decode(b"/100%"), b"/100%");
         assert_eq!(&*percent_decode(b"/%zz%4"), b"/%zz%4");
         assert_eq!(&*percent_decode(b"%41"), b"A");
+    }
+
+    #[test]
+    fn common_headers_have_the_keys_any_header_would_get() {
+        for (header, key) in COMMON_HEADERS {
+            assert_eq!(header, header.to_ascii_lowercase());
+            let plain = match header {
+                "content-type" | "content-length" => header.to_ascii_uppercase().replace('-', "_"),
+                _ => format!("HTTP_{}", header.to_ascii_uppercase().replace('-', "_")),
+            };
+            assert_eq!(key, plain, "{header}");
+            assert!(matches!(environ_key(header.as_bytes()), Some(Cow::Borrowed(k)) if k == key));
+        }
+        // Found again by address, whatever the spelling of the name.
+        for (index, (header, _)) in COMMON_HEADERS.iter().enumerate() {
+            let key = environ_key(header.to_ascii_uppercase().as_bytes()).unwrap();
+            assert_eq!(common_index(&key), Some(index), "{header}");
+        }
+        assert_eq!(common_index(&environ_key(b"X-Custom").unwrap()), None);
+        assert!(matches!(environ_key(b"X-Custom"), Some(Cow::Owned(_))));
     }
 
     #[test]
