@@ -283,8 +283,8 @@ impl<S: Socket> Connection<S> {
                 biased;
                 read = self.stream.read_buf(&mut self.buf) => read?,
                 changed = stop.as_mut(), if idle && !stopping => {
-                    // A finished future must not be polled again; the next one is never
-                    // polled either (the server is stopping), but keeps the type simple.
+                    // A finished future must not be polled again: the next wait makes a
+                    // new one (never polled once the server is stopping).
                     self.stop_signal = None;
                     if !changed {
                         return Ok(None);
