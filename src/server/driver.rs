@@ -122,8 +122,7 @@ impl Runner {
     /// GIL. The runner serves the I/O its request waits for itself: no thread is woken,
     /// and the connection task runs on the core that already holds its request.
     pub fn drive<F: Future>(&self, future: F) -> F::Output {
-        self.shared.want_core.fetch_add(1, Ordering::AcqRel);
-        self.shared.wake_standby_turn();
+        self.shared.ask_for_core();
         // The tasks this turn runs are not the request: what they drop (a sink, say) must
         // not try to enter the runtime they are already in.
         let in_request = RUNNER.with(|slot| slot.in_request.replace(false));
@@ -217,6 +216,21 @@ impl Shared {
         if let Some(waker) = lock(&self.standby_waker).take() {
             waker.wake();
         }
+    }
+
+    /// A runner is about to enter `block_on`: the standby ends its turn and gives the core
+    /// back. Paired with [`begin_runner_turn`](Self::begin_runner_turn).
+    fn ask_for_core(&self) {
+        self.want_core.fetch_add(1, Ordering::AcqRel);
+        self.wake_standby_turn();
+    }
+
+    /// The first poll of a runner's turn at the runtime (it holds the core now): counts the
+    /// turn (see [`in_runtime`]) and delivers what runners left in the outbox.
+    fn begin_runner_turn(&self) {
+        self.turns.fetch_add(1, Ordering::AcqRel);
+        self.want_core.fetch_sub(1, Ordering::AcqRel);
+        self.deliver_outbox();
     }
 
     fn ask_standby(&self) {
@@ -314,8 +328,7 @@ impl RunnerSpawn {
                 let mut exchange = match queued.take() {
                     Some(exchange) => exchange,
                     None => {
-                        self.shared.want_core.fetch_add(1, Ordering::AcqRel);
-                        self.shared.wake_standby_turn();
+                        self.shared.ask_for_core();
                         let next_job = NextJob {
                             shared: &self.shared,
                             capacity: &self.capacity,
@@ -389,9 +402,7 @@ impl Future for NextJob<'_> {
         let this = self.get_mut();
         if !this.entered {
             this.entered = true;
-            this.shared.turns.fetch_add(1, Ordering::AcqRel);
-            this.shared.want_core.fetch_sub(1, Ordering::AcqRel);
-            this.shared.deliver_outbox();
+            this.shared.begin_runner_turn();
             this.leftovers.clear();
             for _ in 0..std::mem::take(&mut this.finished) {
                 this.capacity.release();
@@ -427,9 +438,7 @@ impl<F: Future> Future for NestedTurn<'_, F> {
         let this = self.get_mut();
         if !this.entered {
             this.entered = true;
-            this.shared.turns.fetch_add(1, Ordering::AcqRel);
-            this.shared.want_core.fetch_sub(1, Ordering::AcqRel);
-            this.shared.deliver_outbox();
+            this.shared.begin_runner_turn();
         }
         this.future.as_mut().poll(cx)
     }
