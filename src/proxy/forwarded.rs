@@ -75,7 +75,8 @@ impl<'a> ForwardingHeaders<'a> {
             || self.x_port.is_some()
     }
 
-    fn is_empty(&self) -> bool {
+    /// Whether the request carried none of the forwarding headers.
+    pub fn is_empty(&self) -> bool {
         self.forwarded.is_none() && !self.any_x_forwarded()
     }
 }

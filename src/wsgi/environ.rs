@@ -27,28 +27,39 @@ pub struct EnvironTemplate {
     proxy: std::sync::Arc<ProxyConfig>,
 }
 
-/// How many keys an environ has room for before CPython must grow its table: the template's
-/// ten, the ten or so set from every request, and twenty headers. A copy keeps the
-/// template's table size, so per-request inserts never resize the dict (growing it from the
-/// default size cost ~800 instructions per request: a new table, every key moved, the old
-/// table freed).
-const ENVIRON_ROOM: isize = 40;
+/// How many entries a dict must reach for CPython to grow its table to 64 slots: a table of
+/// 32 slots holds 21 entries, and the insert that finds it full resizes it to
+/// `3 × 21 = 63` rounded up to a power of two. 64 slots hold 42 keys: the template's and a
+/// request's own with its headers. A copy keeps the template's table size, so per-request
+/// inserts rarely resize the dict (growing it from the default size cost ~800 instructions
+/// per request: a new table, every key moved, the old table freed).
+const GROWN_AT_ENTRIES: usize = 22;
 
-extern "C" {
-    /// CPython's constructor of a dict with room for `minused` keys. It is private API with
-    /// no binding in pyo3-ffi, but exported by every CPython this package supports (3.9 to
-    /// 3.13), which is what matters to an extension module resolved against the running
-    /// interpreter.
-    fn _PyDict_NewPresized(minused: pyo3::ffi::Py_ssize_t) -> *mut pyo3::ffi::PyObject;
-}
-
-/// An empty dict with room for `room` keys.
-fn presized_dict(py: Python<'_>, room: isize) -> PyResult<Bound<'_, PyDict>> {
-    // SAFETY: called with the GIL held (`py`); the function returns a new reference to a
-    // dict, or NULL with an exception set, which `from_owned_ptr_or_err` turns into the error.
-    unsafe {
-        Ok(Bound::from_owned_ptr_or_err(py, _PyDict_NewPresized(room))?.cast_into_unchecked())
+/// Gives `dict` a table of 64 slots (see [`GROWN_AT_ENTRIES`]) by inserting filler keys
+/// until CPython grows it, then deleting them.
+///
+/// Not `_PyDict_NewPresized`: since CPython 3.11 a dict whose keys are all `str` stores
+/// 16-byte entries instead of 24 and looks keys up faster, but a presized dict is made for
+/// any keys. Its 64-slot table took 1,112 bytes, past glibc's per-thread cache (1,032): each
+/// request's copy went to malloc's slow path (~550 instructions with its free). Grown by
+/// inserts, the table keeps the `str`-only layout (776 bytes).
+///
+/// The deleted fillers leave dummy entries behind. `PyDict_Copy` clones the table as it is
+/// (one `memcpy`) only while at most a third of its entries are dummies, so the dict
+/// should already hold at least two thirds of [`GROWN_AT_ENTRIES`] keys.
+fn grow_table(dict: &Bound<'_, PyDict>) -> PyResult<()> {
+    let py = dict.py();
+    let mut fillers = Vec::new();
+    while dict.len() < GROWN_AT_ENTRIES {
+        // Not a key any request sets: a NUL cannot come from a header name.
+        let filler = PyString::new(py, &format!("\0tidegate-filler-{}", fillers.len()));
+        dict.set_item(&filler, py.None())?;
+        fillers.push(filler);
     }
+    for filler in fillers {
+        dict.del_item(filler)?;
+    }
+    Ok(())
 }
 
 /// What the template needs to know about the server.
@@ -70,7 +81,7 @@ pub struct TemplateOptions<'py> {
 impl EnvironTemplate {
     /// Builds the template dict.
     pub fn new(py: Python<'_>, options: TemplateOptions<'_>) -> PyResult<Self> {
-        let dict = presized_dict(py, ENVIRON_ROOM)?;
+        let dict = PyDict::new(py);
         dict.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
         // The common case; a listener with another scheme overrides it per request.
         dict.set_item("wsgi.url_scheme", "http")?;
@@ -166,7 +177,8 @@ impl EnvironTemplate {
             };
             environ.set_item(key, latin1_str(py, value))?;
         }
-        if trusted {
+        // With no forwarding header there is nothing to apply (and no Host to decode).
+        if trusted && !forwarding.is_empty() {
             self.apply_forwarding(py, &environ, &forwarding, request_host, head)?;
         }
         environ.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
@@ -208,6 +220,17 @@ impl EnvironTemplate {
         dict.set_item(pyo3::intern!(py, "REQUEST_METHOD"), "GET")?;
         dict.set_item(pyo3::intern!(py, "SERVER_PROTOCOL"), "HTTP/1.1")?;
         dict.set_item(pyo3::intern!(py, "QUERY_STRING"), "")?;
+        // Set by every request: placeholders here make them replacements of a value, not
+        // new entries, and count towards the two thirds `grow_table` needs.
+        for key in [
+            pyo3::intern!(py, "PATH_INFO"),
+            pyo3::intern!(py, "RAW_URI"),
+            pyo3::intern!(py, "REMOTE_ADDR"),
+            pyo3::intern!(py, "wsgi.input"),
+        ] {
+            dict.set_item(key, pyo3::intern!(py, ""))?;
+        }
+        grow_table(&dict)?;
         Ok(dict)
     }
 
@@ -633,7 +656,9 @@ pub fn environ_key(name: &[u8]) -> Option<Cow<'static, str>> {
     if name.contains(&b'_') {
         return None;
     }
-    for (header, key) in COMMON_HEADERS {
+    // By reference: iterating the static array by value copied all 1 KiB of it to the
+    // stack per header.
+    for (header, key) in COMMON_HEADERS.iter() {
         if header.as_bytes().eq_ignore_ascii_case(name) {
             return Some(Cow::Borrowed(key));
         }
