@@ -154,7 +154,22 @@ async fn serve_accepted<S, F, Fut>(
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::io::Result<(S, Peer, Arc<ListenerInfo>)>>,
 {
+    // The waits for the stop and for every thread busy are kept across connections: a new
+    // `changed()` or `notified()` per connection registered with its notifier when it was
+    // polled and deregistered when dropped, two locks each (~670 instructions per
+    // connection). The stop comes through a oneshot whose sender a small task drops at the
+    // stop (any change of the watch, or its sender gone): a pending oneshot is polled with
+    // no lock, where a pending `changed()` takes its notifier's lock at every poll.
+    let (mut stop_tx, mut stop) = tokio::sync::oneshot::channel::<()>();
     let mut shutdown = ctx.shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            // The accept loop ended first (its listener failed): nothing to stop.
+            () = stop_tx.closed() => {}
+        }
+    });
+    let mut filled = std::pin::pin!(ctx.capacity.filled());
     loop {
         // Backpressure: take a new connection only when a Python thread is free for it and
         // the process is under --max-connections; until then it waits in the backlog.
@@ -163,11 +178,16 @@ async fn serve_accepted<S, F, Fut>(
                 connections.available().await;
                 ctx.capacity.available().await;
             } => {}
-            _ = shutdown.changed() => return,
+            _ = &mut stop => return,
         }
         tokio::select! {
             // Every thread got a request while we waited: stop accepting until one is free.
-            () = ctx.capacity.filled() => continue,
+            // (`filled` returns only once it sees every thread busy, so a notice that came
+            // while this loop waited above does not end a later wait early.)
+            () = filled.as_mut() => {
+                filled.set(ctx.capacity.filled());
+                continue;
+            }
             accepted = accept() => match accepted {
                 Ok((stream, peer, server)) => {
                     let guard = connections.enter();
@@ -179,7 +199,7 @@ async fn serve_accepted<S, F, Fut>(
                 }
                 Err(error) => accept_failed(&ctx.listener, error).await,
             },
-            _ = shutdown.changed() => return,
+            _ = &mut stop => return,
         }
     }
 }
