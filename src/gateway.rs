@@ -341,9 +341,9 @@ pub struct Exchange {
     pub body: RequestBody,
     /// Where the response goes.
     pub sink: Box<dyn ResponseSink>,
-    /// Called by the worker's watchdog if the request runs past `--timeout`: the engine
+    /// Fired by the worker's watchdog if the request runs past `--timeout`: the engine
     /// then answers 504 (or cuts the connection if the response had started).
-    pub on_overdue: Option<Box<dyn FnOnce() + Send>>,
+    pub on_overdue: Option<crate::overdue::OnOverdue>,
 }
 
 #[cfg(test)]

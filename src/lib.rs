@@ -45,6 +45,7 @@ pub mod http;
 pub mod http2;
 pub mod logging;
 pub mod metrics;
+pub mod overdue;
 pub mod proxy;
 pub mod server;
 pub mod static_files;

@@ -30,6 +30,7 @@ use crate::http::sink::{
 use crate::http::writer::OutQueue;
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
+use crate::overdue::{OnOverdue, OverdueSignal};
 use crate::static_files::http1::write_response as write_static;
 
 /// How long an idle connection waits for a last request while the server stops.
@@ -217,6 +218,9 @@ impl<S: Socket> Connection<S> {
         // One response channel for the connection's life: its requests are served one
         // after the other, and a channel per request cost an allocation of its block.
         let (events_tx, mut events) = mpsc::channel(RESPONSE_QUEUE);
+        // Likewise one overdue signal, and the number of the request now served.
+        let overdue = Arc::new(OverdueSignal::default());
+        let mut request = 0u64;
         loop {
             let Some(parsed) = self.read_head(first).await? else {
                 return Ok(());
@@ -224,7 +228,10 @@ impl<S: Socket> Connection<S> {
             first = false;
             // A stop that began while this response went out keep-alive does not close the
             // connection here: read_head lingers and serves a request already on its way.
-            let keep_alive = self.serve_request(parsed, &events_tx, &mut events).await?;
+            request += 1;
+            let keep_alive = self
+                .serve_request(parsed, &events_tx, &mut events, (&overdue, request))
+                .await?;
             if !keep_alive {
                 let _ = self.stream.shutdown().await;
                 return Ok(());
@@ -363,6 +370,7 @@ impl<S: Socket> Connection<S> {
         parsed: ParsedHead,
         events_tx: &mpsc::Sender<ResponseEvent>,
         events: &mut mpsc::Receiver<ResponseEvent>,
+        (overdue, request): (&Arc<OverdueSignal>, u64),
     ) -> io::Result<bool> {
         // Only the access log needs the request's duration.
         // The clock is read only when something reports the request's duration.
@@ -436,14 +444,11 @@ impl<S: Socket> Connection<S> {
             },
             listener: Arc::clone(&self.listener),
         };
-        let (overdue_tx, mut overdue) = oneshot::channel::<()>();
         let exchange = Exchange {
             head: RequestForm::Http(head),
             body,
             sink: Box::new(HttpSink::new(events_tx.clone(), is_head)),
-            on_overdue: Some(Box::new(move || {
-                let _ = overdue_tx.send(());
-            })),
+            on_overdue: Some(OnOverdue::Signal(Arc::clone(overdue), request)),
         };
         if !self.ctx.dispatch(exchange) {
             crate::metrics::refused();
@@ -465,25 +470,21 @@ impl<S: Socket> Connection<S> {
             started,
             access,
         };
-        let mut overdue_armed = true;
         let end = loop {
             tokio::select! {
                 biased;
-                fired = &mut overdue, if overdue_armed => {
-                    overdue_armed = false;
-                    if fired.is_ok() {
-                        // The app ran past --timeout: answer for it if nothing went out yet;
-                        // either way this connection is done.
-                        if response.framing.is_none() && self.out.is_empty() {
-                            response.status = 504;
-                            self.reject(Rejection {
-                                status: 504,
-                                detail: "the application did not answer within --timeout".into(),
-                            })
-                            .await;
-                        }
-                        return Ok(false);
+                () = overdue.fired(request) => {
+                    // The app ran past --timeout: answer for it if nothing went out yet;
+                    // either way this connection is done.
+                    if response.framing.is_none() && self.out.is_empty() {
+                        response.status = 504;
+                        self.reject(Rejection {
+                            status: 504,
+                            detail: "the application did not answer within --timeout".into(),
+                        })
+                        .await;
                     }
+                    return Ok(false);
                 }
                 event = events.recv() => {
                     if let Some(end) = self.on_events(event, events, &mut response, &pump).await? {

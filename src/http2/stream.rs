@@ -155,9 +155,9 @@ pub async fn serve_stream(
         }),
         body,
         sink: Box::new(HttpSink::new(events_tx, is_head)),
-        on_overdue: Some(Box::new(move || {
+        on_overdue: Some(crate::overdue::OnOverdue::Call(Box::new(move || {
             let _ = overdue_tx.send(());
-        })),
+        }))),
     };
     if !ctx.dispatch(exchange) {
         crate::metrics::refused();

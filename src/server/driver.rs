@@ -37,6 +37,7 @@ use tokio::sync::mpsc;
 
 use crate::gateway::Exchange;
 use crate::http::sink::ResponseEvent;
+use crate::overdue::OnOverdue;
 use crate::server::capacity::Capacity;
 use crate::server::monitor::Monitor;
 use crate::server::pool::{register_thread, run_exchange, spawn_python_thread};
@@ -198,7 +199,12 @@ impl Shared {
     }
 
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + 1
+        self.ms_at(Instant::now())
+    }
+
+    /// `at` as the runners' busy clocks count it: ms since `epoch`, plus one (0 is idle).
+    fn ms_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64 + 1
     }
 
     /// How long the longest-running request has run, if a runner is in one.
@@ -320,9 +326,13 @@ impl RunnerSpawn {
             }
             // What the requests run since the last turn at the runtime left to do there.
             let mut finished = 0usize;
-            let mut leftovers: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
+            let mut leftovers: Vec<OnOverdue> = Vec::new();
             let mut queued: Option<Exchange> = None;
             let mut batch_started: Option<Instant> = None;
+            // The clock read when the last request ended, which is also when the next one,
+            // taken at once from the queue, begins: one reading per request in a batch
+            // (~20 ns each here) instead of one for each thing that keeps time.
+            let mut ended_at: Option<Instant> = None;
             let mut responders = ResponderCache::default();
             loop {
                 let mut exchange = match queued.take() {
@@ -344,12 +354,16 @@ impl RunnerSpawn {
                         }
                     }
                 };
-                self.shared.busy_since[slot].store(self.shared.now_ms(), Ordering::Release);
-                // The overdue callback holds a oneshot whose drop wakes the connection task:
-                // it is dropped in the next turn at the runtime, where that costs no wake-up.
+                let started = ended_at.take().unwrap_or_else(Instant::now);
+                self.shared.busy_since[slot].store(self.shared.ms_at(started), Ordering::Release);
+                // An HTTP/2 stream's overdue callback holds a oneshot whose drop wakes its
+                // task: it is dropped in the next turn at the runtime, where that costs no
+                // wake-up.
                 let overdue = exchange.on_overdue.take();
                 match &self.monitor {
-                    Some(monitor) => monitor.begin(index, exchange.head.lazy_label(), overdue),
+                    Some(monitor) => {
+                        monitor.begin(index, started, exchange.head.lazy_label(), overdue)
+                    }
                     None => leftovers.extend(overdue),
                 }
                 RUNNER.with(|slot| slot.in_request.set(true));
@@ -370,12 +384,15 @@ impl RunnerSpawn {
                 // Bounded by time: the responses of the batch wait for its end, so a batch
                 // stops growing once it has run for BATCH_WINDOW (a request slower than that
                 // is a batch of its own).
-                let batch_age = batch_started.get_or_insert_with(Instant::now).elapsed();
+                let now = Instant::now();
+                let batch_age = now.saturating_duration_since(*batch_started.get_or_insert(now));
                 if batch_age < BATCH_WINDOW && !self.shared.stopping.load(Ordering::Acquire) {
                     queued = lock(&self.shared.jobs).pop_front();
                 }
                 if queued.is_none() {
                     batch_started = None;
+                } else {
+                    ended_at = Some(now);
                 }
             }
         });
@@ -391,7 +408,7 @@ struct NextJob<'a> {
     /// Requests finished since the last turn, whose capacity is given back here.
     finished: usize,
     /// Their unused overdue callbacks, dropped here.
-    leftovers: &'a mut Vec<Box<dyn FnOnce() + Send>>,
+    leftovers: &'a mut Vec<OnOverdue>,
     entered: bool,
 }
 

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use pyo3::prelude::*;
 
 use crate::metrics::RestartReason;
+use crate::overdue::OnOverdue;
 
 /// Why a worker asks to be replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +68,7 @@ struct ActiveRequest {
     started: Instant,
     /// Names the request in the timeout log line.
     label: RequestLabel,
-    overdue: Option<Box<dyn FnOnce() + Send>>,
+    overdue: Option<OnOverdue>,
     /// The timeout was already reported for this request.
     reported: bool,
 }
@@ -128,16 +129,18 @@ impl Monitor {
             .store(ident, Ordering::Relaxed);
     }
 
-    /// Thread `index` starts a request. `overdue` is called if it runs past the timeout.
+    /// Thread `index` started a request at `started`. `overdue` is called if it runs past
+    /// the timeout.
     pub fn begin(
         &self,
         index: usize,
+        started: Instant,
         label: RequestLabel,
-        overdue: Option<Box<dyn FnOnce() + Send>>,
+        overdue: Option<OnOverdue>,
     ) {
         let mut active = lock(&self.slots[index].active);
         *active = Some(ActiveRequest {
-            started: Instant::now(),
+            started,
             label,
             overdue,
             reported: false,
@@ -148,7 +151,7 @@ impl Monitor {
     /// caller chooses where it is dropped (dropping it may wake the engine's connection
     /// task, which the `--threads 1` driver does from inside its runtime).
     #[must_use = "dropping the overdue callback may wake the connection task"]
-    pub fn end(&self, index: usize) -> Option<Box<dyn FnOnce() + Send>> {
+    pub fn end(&self, index: usize) -> Option<OnOverdue> {
         let overdue = lock(&self.slots[index].active)
             .take()
             .and_then(|active| active.overdue);
@@ -198,7 +201,7 @@ impl Monitor {
                 };
                 if let Some((notify, elapsed, label)) = overdue {
                     if let Some(notify) = notify {
-                        notify();
+                        notify.fire();
                     }
                     let ident = slot.thread_ident.load(Ordering::Relaxed);
                     let stack = python_stack(ident);
@@ -302,7 +305,7 @@ mod tests {
             tx,
         );
         for _ in 0..5 {
-            monitor.begin(0, "GET /".into(), None);
+            monitor.begin(0, Instant::now(), "GET /".into(), None);
             drop(monitor.end(0));
         }
         assert_eq!(

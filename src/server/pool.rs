@@ -133,7 +133,7 @@ fn run_thread(
             };
             if let Some(monitor) = monitor {
                 let overdue = exchange.on_overdue.take();
-                monitor.begin(index, exchange.head.lazy_label(), overdue);
+                monitor.begin(index, Instant::now(), exchange.head.lazy_label(), overdue);
             }
             run_exchange(py, bridge, exchange, &mut responders);
             capacity.release();
