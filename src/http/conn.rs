@@ -19,6 +19,7 @@ use crate::gateway::{
     ResponseHead,
 };
 use crate::http::body::{BodyBounds, BodyDecoder, BodyPump, READ_SIZE};
+use crate::http::buffers;
 use crate::http::chunked::{ChunkedDecoder, Decoded};
 use crate::http::request::{parse_head, BodyFraming, ParsedHead, Rejection};
 use crate::http::response::{
@@ -117,7 +118,7 @@ pub async fn serve_connection<S: Socket>(
 ) {
     serve_connection_buffered(
         stream,
-        BytesMut::with_capacity(8 * 1024),
+        buffers::take(buffers::Kind::Read, 8 * 1024),
         peer,
         listener,
         ctx,
@@ -148,6 +149,8 @@ pub async fn serve_connection_buffered<S: Socket>(
     if let Err(error) = connection.run().await {
         tracing::debug!("Connection from {} ended: {error}", connection.peer_label());
     }
+    buffers::give_back(buffers::Kind::Read, connection.buf);
+    connection.out.recycle();
 }
 
 struct Connection<S> {

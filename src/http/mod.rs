@@ -7,6 +7,7 @@
 //! write responses, [`conn`] runs a connection, [`sink`] links it to the Python thread.
 
 pub mod body;
+pub mod buffers;
 pub mod chunked;
 pub mod conn;
 pub mod date;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::http::buffers;
 use crate::http::conn::RawSocket;
 
 /// Pieces below this size are copied into the staging buffer: one write beats many.
@@ -34,9 +35,14 @@ impl OutQueue {
     /// An empty queue.
     pub fn new() -> Self {
         OutQueue {
-            staging: BytesMut::with_capacity(4096),
+            staging: buffers::take(buffers::Kind::Staging, 4096),
             queue: VecDeque::new(),
         }
+    }
+
+    /// Hands the staging buffer to the thread's next connection.
+    pub fn recycle(self) {
+        buffers::give_back(buffers::Kind::Staging, self.staging);
     }
 
     /// Whether nothing is queued.

@@ -31,7 +31,7 @@ pub async fn sniff<S: AsyncRead + Unpin>(
     timeout: Duration,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Sniffed {
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut buf = crate::http::buffers::take(crate::http::buffers::Kind::Read, 8 * 1024);
     let mut deadline = tokio::time::Instant::now() + timeout;
     let mut stopping = false;
     loop {
@@ -48,7 +48,11 @@ pub async fn sniff<S: AsyncRead + Unpin>(
         if matched == PREFACE.len() {
             return Sniffed::Http2(buf);
         }
+        // Biased, the read first: on a new connection it is usually ready at once, and the
+        // other two are then never polled (polled, each registers with its timer or
+        // notifier, and deregisters when dropped).
         let read = tokio::select! {
+            biased;
             read = stream.read_buf(&mut buf) => read,
             () = tokio::time::sleep_until(deadline) => {
                 return if buf.is_empty() { Sniffed::Closed } else { Sniffed::Http1(buf) };
