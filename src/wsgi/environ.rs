@@ -311,13 +311,14 @@ impl std::fmt::Debug for ListenerEnviron {
 /// `REMOTE_ADDR` and `REMOTE_PORT` of one connection as Python strs, made for its first
 /// request and shared by the rest: a keep-alive connection's peer does not change, and
 /// formatting the two per request cost ~900 instructions.
-pub struct PeerStrings(PyOnceLock<[Py<PyString>; 2]>);
-
-impl Default for PeerStrings {
-    fn default() -> Self {
-        PeerStrings(PyOnceLock::new())
-    }
-}
+///
+/// A std `OnceLock`, not a `PyOnceLock`: the latter's first initialisation went through
+/// `once_cell`'s waiter queue (a handle on the current thread, ~500 instructions), paid
+/// once per connection. A `PyOnceLock` guards against an initialiser that releases the GIL
+/// while another thread waits for it holding the GIL; this one makes two strs and never
+/// releases it, and a connection's requests come one at a time anyway.
+#[derive(Default)]
+pub struct PeerStrings(std::sync::OnceLock<[Py<PyString>; 2]>);
 
 impl std::fmt::Debug for PeerStrings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -328,7 +329,7 @@ impl std::fmt::Debug for PeerStrings {
 impl PeerStrings {
     /// The strs for `addr` (the connection's peer, always the same for one `PeerStrings`).
     fn get<'py>(&self, py: Python<'py>, addr: &SocketAddr) -> [Bound<'py, PyString>; 2] {
-        let [host, port] = self.0.get_or_init(py, || {
+        let [host, port] = self.0.get_or_init(|| {
             let ip = match addr.ip() {
                 IpAddr::V6(v6) => v6.to_canonical(),
                 v4 => v4,
