@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::gateway::{
     Exchange, ListenerInfo, Peer, Protocol, RequestBody, RequestForm, RequestHead, ResponseEnd,
@@ -32,6 +32,7 @@ use crate::http::writer::OutQueue;
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
 use crate::overdue::{OnOverdue, OverdueSignal};
+use crate::server::stop::StopWait;
 use crate::static_files::http1::write_response as write_static;
 
 /// How long an idle connection waits for a last request while the server stops.
@@ -143,7 +144,7 @@ pub async fn serve_connection_buffered<S: Socket>(
         peer_strings: Some(Arc::default()),
         listener,
         idle_timer: Box::pin(tokio::time::sleep(ctx.limits.header_timeout)),
-        stop_signal: None,
+        stop: StopWait::new(&ctx.stop_notice),
         ctx,
     };
     if let Err(error) = connection.run().await {
@@ -167,22 +168,10 @@ struct Connection<S> {
     /// registered timer later is a lock-free update in tokio, while a new `Sleep` per
     /// request took the timer driver's lock to register and again to deregister.
     idle_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
-    /// The server's stop, which an idle connection waits for beside its read: made on the
-    /// first wait and kept for the connection's life, so that it stays registered with the
-    /// watch's notifier (a `changed()` per request registered and deregistered each time:
-    /// ~550 instructions per request). Ready with false when the server is gone.
-    stop_signal: Option<StopSignal>,
+    /// The server's stop, which an idle connection waits for beside its read, registered
+    /// once for the connection's life (see [`crate::server::stop`]).
+    stop: StopWait,
     ctx: Arc<ConnContext>,
-}
-
-/// See [`Connection::stop_signal`].
-type StopSignal = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
-
-fn stop_signal(shutdown: &watch::Receiver<bool>) -> StopSignal {
-    let mut shutdown = shutdown.clone();
-    // Waits for a change after this moment.
-    shutdown.borrow_and_update();
-    Box::pin(async move { shutdown.changed().await.is_ok() })
 }
 
 /// What the response writer knows about the response in progress.
@@ -267,11 +256,8 @@ impl<S: Socket> Connection<S> {
             // While the server stops, an idle connection lingers briefly instead of closing
             // at once: a client may have sent its next request already, and closing under it
             // would fail that request. One that arrives is served with Connection: close.
-            // The signal marks the value it starts from as seen: made before the value is
-            // read, a stop between the two is either in the value or fires the signal.
-            let stop = self
-                .stop_signal
-                .get_or_insert_with(|| stop_signal(&self.ctx.shutdown));
+            // The engine sets the watch before it tells the stop notice: a stop after this
+            // read of the value makes the wait below ready.
             let stopping = *self.ctx.shutdown.borrow();
             let idle_limit = if stopping {
                 SHUTDOWN_LINGER
@@ -292,11 +278,9 @@ impl<S: Socket> Connection<S> {
             let read = tokio::select! {
                 biased;
                 read = self.stream.read_buf(&mut self.buf) => read?,
-                changed = stop.as_mut(), if idle && !stopping => {
-                    // A finished future must not be polled again: the next wait makes a
-                    // new one (never polled once the server is stopping).
-                    self.stop_signal = None;
-                    if !changed {
+                () = self.stop.stopped(), if idle && !stopping => {
+                    // Told without the watch set: the engine went away without a stop.
+                    if !*self.ctx.shutdown.borrow() {
                         return Ok(None);
                     }
                     continue;

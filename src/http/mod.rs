@@ -81,6 +81,8 @@ pub struct ConnContext {
     pub listener: Arc<ListenerInfo>,
     /// Becomes true when the server stops: idle connections close, busy ones finish.
     pub shutdown: watch::Receiver<bool>,
+    /// The same stop, for waits repeated between requests (see [`crate::server::stop`]).
+    pub stop_notice: Arc<crate::server::stop::StopNotice>,
     /// The access log, when enabled.
     pub access_log: Option<Arc<AccessLog>>,
     /// Hands requests to the Python threads.

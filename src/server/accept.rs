@@ -13,6 +13,7 @@ use crate::http2::sniff::{sniff, Rewind, Sniffed};
 use crate::http2::HttpVersions;
 use crate::metrics::socket::Metered;
 use crate::server::bind::Listener;
+use crate::server::stop::StopWait;
 use crate::server::WireProtocol;
 
 /// Counts open connections, so a stop can wait for them and `--max-connections` can hold
@@ -157,18 +158,8 @@ async fn serve_accepted<S, F, Fut>(
     // The waits for the stop and for every thread busy are kept across connections: a new
     // `changed()` or `notified()` per connection registered with its notifier when it was
     // polled and deregistered when dropped, two locks each (~670 instructions per
-    // connection). The stop comes through a oneshot whose sender a small task drops at the
-    // stop (any change of the watch, or its sender gone): a pending oneshot is polled with
-    // no lock, where a pending `changed()` takes its notifier's lock at every poll.
-    let (mut stop_tx, mut stop) = tokio::sync::oneshot::channel::<()>();
-    let mut shutdown = ctx.shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = shutdown.changed() => {}
-            // The accept loop ended first (its listener failed): nothing to stop.
-            () = stop_tx.closed() => {}
-        }
-    });
+    // connection).
+    let mut stop = StopWait::new(&ctx.stop_notice);
     let mut filled = std::pin::pin!(ctx.capacity.filled());
     loop {
         // Backpressure: take a new connection only when a Python thread is free for it and
@@ -178,7 +169,7 @@ async fn serve_accepted<S, F, Fut>(
                 connections.available().await;
                 ctx.capacity.available().await;
             } => {}
-            _ = &mut stop => return,
+            () = stop.stopped() => return,
         }
         tokio::select! {
             // Every thread got a request while we waited: stop accepting until one is free.
@@ -199,7 +190,7 @@ async fn serve_accepted<S, F, Fut>(
                 }
                 Err(error) => accept_failed(&ctx.listener, error).await,
             },
-            _ = &mut stop => return,
+            () = stop.stopped() => return,
         }
     }
 }

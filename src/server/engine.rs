@@ -17,6 +17,7 @@ use crate::server::capacity::Capacity;
 use crate::server::driver::Driver;
 use crate::server::monitor::Monitor;
 use crate::server::pool::WorkerPool;
+use crate::server::stop::{StopNotice, StopOnDrop};
 use crate::wsgi::{Bridge, BridgeOptions, RequestHooks};
 
 /// What differs between a lone server and a supervised worker.
@@ -70,6 +71,9 @@ enum Executor {
 pub struct Engine {
     executor: Executor,
     shutdown: watch::Sender<bool>,
+    /// Told after `shutdown` (so that a waiter it wakes reads the watch's new value), and
+    /// when the engine is dropped.
+    stop_notice: StopOnDrop,
     connections: Arc<ConnectionCount>,
     access_log: Option<Arc<AccessLog>>,
 }
@@ -134,11 +138,13 @@ impl Engine {
             Executor::Driver(driver) => (Dispatcher::Driver(driver.shared()), driver.handle()),
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let stop_notice = Arc::new(StopNotice::default());
         let connections = ConnectionCount::new(options.limits.max_connections);
         for (listener, info) in listeners {
             let ctx = Arc::new(ConnContext {
                 listener: info,
                 shutdown: shutdown_rx.clone(),
+                stop_notice: Arc::clone(&stop_notice),
                 access_log: access_log.clone(),
                 dispatcher: dispatcher.clone(),
                 capacity: Arc::clone(&capacity),
@@ -154,6 +160,7 @@ impl Engine {
         Ok(Engine {
             executor,
             shutdown,
+            stop_notice: StopOnDrop(stop_notice),
             connections,
             access_log,
         })
@@ -192,6 +199,7 @@ impl Engine {
     /// and the Python threads have finished or been abandoned.
     pub fn stop(self, py: Python<'_>, mode: StopMode) {
         let _ = self.shutdown.send(true);
+        self.stop_notice.0.stop();
         let grace = match mode {
             StopMode::Graceful(grace) => grace,
             StopMode::Quick => Duration::ZERO,

@@ -16,6 +16,7 @@ pub mod driver;
 pub mod engine;
 pub mod monitor;
 pub mod pool;
+pub mod stop;
 pub mod supervisor;
 pub mod systemd;
 pub mod worker;
