@@ -2,7 +2,6 @@
 //! holds its connection, which answers 504 (or cuts the connection if the response had
 //! started).
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -55,21 +54,48 @@ impl OverdueSignal {
             waker.wake();
         }
     }
+}
+
+/// The connection's side of its [`OverdueSignal`]: waits for one request's fire, with the
+/// waker registered once for the connection's life (a task's waker is the same at every
+/// poll), so that a poll is an atomic load and a pointer comparison rather than a lock.
+pub struct OverdueWait {
+    signal: Arc<OverdueSignal>,
+    /// A copy of the waker registered in the signal, to compare at each poll.
+    registered: Option<Waker>,
+}
+
+impl OverdueWait {
+    /// A connection's new signal and its waiting side.
+    pub fn new() -> Self {
+        OverdueWait {
+            signal: Arc::new(OverdueSignal::default()),
+            registered: None,
+        }
+    }
+
+    /// What the watchdog fires for request `request` of this connection.
+    pub fn hook(&self, request: u64) -> OnOverdue {
+        OnOverdue::Signal(Arc::clone(&self.signal), request)
+    }
 
     /// Whether request `request` was found overdue; registers `cx`'s waker if not.
-    pub fn poll_fired(&self, cx: &mut Context<'_>, request: u64) -> Poll<()> {
-        if self.fired.load(Ordering::Acquire) == request {
+    pub fn poll_fired(&mut self, cx: &mut Context<'_>, request: u64) -> Poll<()> {
+        let signal = &self.signal;
+        if signal.fired.load(Ordering::Acquire) == request {
             return Poll::Ready(());
         }
+        if self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
         {
-            let mut waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
-            // A connection task's waker is the same at every poll: cloned once.
-            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *waker = Some(cx.waker().clone());
-            }
+            return Poll::Pending;
         }
+        *signal.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+        self.registered = Some(cx.waker().clone());
         // A fire between the first check and the registration found no waker to wake.
-        if self.fired.load(Ordering::Acquire) == request {
+        if signal.fired.load(Ordering::Acquire) == request {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -77,8 +103,14 @@ impl OverdueSignal {
     }
 
     /// Resolves once request `request` is found overdue.
-    pub fn fired(&self, request: u64) -> impl Future<Output = ()> + '_ {
-        std::future::poll_fn(move |cx| self.poll_fired(cx, request))
+    pub async fn fired(&mut self, request: u64) {
+        std::future::poll_fn(|cx| self.poll_fired(cx, request)).await
+    }
+}
+
+impl Default for OverdueWait {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -98,20 +130,38 @@ mod tests {
 
     #[test]
     fn a_fire_wakes_the_waiting_request_and_only_it_resolves() {
-        let signal = Arc::new(OverdueSignal::default());
+        let mut wait = OverdueWait::new();
         let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&counter));
         let mut cx = Context::from_waker(&waker);
-        assert!(signal.poll_fired(&mut cx, 2).is_pending());
+        assert!(wait.poll_fired(&mut cx, 2).is_pending());
         // A late fire for the connection's previous request wakes the task, which finds
         // that its own request is not the one.
-        OnOverdue::Signal(Arc::clone(&signal), 1).fire();
+        wait.hook(1).fire();
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
-        assert!(signal.poll_fired(&mut cx, 2).is_pending());
-        OnOverdue::Signal(Arc::clone(&signal), 2).fire();
+        assert!(wait.poll_fired(&mut cx, 2).is_pending());
+        wait.hook(2).fire();
         assert_eq!(counter.0.load(Ordering::SeqCst), 2);
-        assert!(signal.poll_fired(&mut cx, 2).is_ready());
-        assert!(signal.poll_fired(&mut cx, 3).is_pending());
+        assert!(wait.poll_fired(&mut cx, 2).is_ready());
+        assert!(wait.poll_fired(&mut cx, 3).is_pending());
+    }
+
+    #[test]
+    fn a_new_waker_is_registered_in_place_of_the_old() {
+        let mut wait = OverdueWait::new();
+        let old = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let new = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let old_waker = Waker::from(Arc::clone(&old));
+        let new_waker = Waker::from(Arc::clone(&new));
+        assert!(wait
+            .poll_fired(&mut Context::from_waker(&old_waker), 1)
+            .is_pending());
+        assert!(wait
+            .poll_fired(&mut Context::from_waker(&new_waker), 1)
+            .is_pending());
+        wait.hook(1).fire();
+        assert_eq!(old.0.load(Ordering::SeqCst), 0);
+        assert_eq!(new.0.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use crate::http::sink::{
 use crate::http::writer::OutQueue;
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
-use crate::overdue::{OnOverdue, OverdueSignal};
+use crate::overdue::OverdueWait;
 use crate::server::stop::StopWait;
 use crate::static_files::http1::write_response as write_static;
 
@@ -211,7 +211,7 @@ impl<S: Socket> Connection<S> {
         // after the other, and a channel per request cost an allocation of its block.
         let (events_tx, mut events) = mpsc::channel(RESPONSE_QUEUE);
         // Likewise one overdue signal, and the number of the request now served.
-        let overdue = Arc::new(OverdueSignal::default());
+        let mut overdue = OverdueWait::new();
         let mut request = 0u64;
         loop {
             let Some(parsed) = self.read_head(first).await? else {
@@ -222,7 +222,7 @@ impl<S: Socket> Connection<S> {
             // connection here: read_head lingers and serves a request already on its way.
             request += 1;
             let keep_alive = self
-                .serve_request(parsed, &events_tx, &mut events, (&overdue, request))
+                .serve_request(parsed, &events_tx, &mut events, (&mut overdue, request))
                 .await?;
             if !keep_alive {
                 let _ = self.stream.shutdown().await;
@@ -357,7 +357,7 @@ impl<S: Socket> Connection<S> {
         parsed: ParsedHead,
         events_tx: &mpsc::Sender<ResponseEvent>,
         events: &mut mpsc::Receiver<ResponseEvent>,
-        (overdue, request): (&Arc<OverdueSignal>, u64),
+        (overdue, request): (&mut OverdueWait, u64),
     ) -> io::Result<bool> {
         // Only the access log needs the request's duration.
         // The clock is read only when something reports the request's duration.
@@ -435,7 +435,7 @@ impl<S: Socket> Connection<S> {
             head: RequestForm::Http(head),
             body,
             sink: Box::new(HttpSink::new(events_tx.clone(), is_head)),
-            on_overdue: Some(OnOverdue::Signal(Arc::clone(overdue), request)),
+            on_overdue: Some(overdue.hook(request)),
         };
         if !self.ctx.dispatch(exchange) {
             crate::metrics::refused();

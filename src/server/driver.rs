@@ -58,10 +58,8 @@ const MAX_RUNNERS: usize = 8;
 
 /// What the runners, the standby and the connection tasks share.
 pub struct Shared {
-    /// Requests waiting for a runner, in arrival order.
-    jobs: Mutex<VecDeque<Exchange>>,
-    /// The waker of the runner now driving the runtime, waiting for a request.
-    job_waker: Mutex<Option<Waker>>,
+    /// Requests waiting for a runner, and the runner waiting for them.
+    jobs: Mutex<Jobs>,
     /// No more requests will be taken: runners leave once the queue is empty.
     stopping: AtomicBool,
     /// Per runner slot: when its current request began (ms since `epoch`, plus one), or 0.
@@ -84,6 +82,16 @@ pub struct Shared {
     /// `block_on` (a runner's or the standby's) so that no wake crosses threads.
     outbox: Mutex<Vec<(mpsc::Sender<ResponseEvent>, ResponseEvent)>>,
     epoch: Instant,
+}
+
+/// Requests waiting for a runner, in arrival order, with the waker of the runner now
+/// driving the runtime while it waits for one: under one lock, so that queueing a request
+/// and finding whom to wake take one lock, and a runner's check for a request and its
+/// registration cannot miss one queued in between.
+#[derive(Default)]
+struct Jobs {
+    queue: VecDeque<Exchange>,
+    waker: Option<Waker>,
 }
 
 /// What a runner thread keeps about itself, for the engine code its requests run.
@@ -169,8 +177,7 @@ pub fn in_runtime<T>(sent: &mut Option<u64>, f: impl FnOnce() -> T) -> T {
 impl Shared {
     fn new() -> Self {
         Shared {
-            jobs: Mutex::new(VecDeque::new()),
-            job_waker: Mutex::new(None),
+            jobs: Mutex::new(Jobs::default()),
             stopping: AtomicBool::new(false),
             busy_since: std::array::from_fn(|_| AtomicU64::new(0)),
             want_core: AtomicUsize::new(0),
@@ -191,8 +198,12 @@ impl Shared {
         if self.stopping.load(Ordering::Acquire) {
             return false;
         }
-        lock(&self.jobs).push_back(exchange);
-        if let Some(waker) = lock(&self.job_waker).take() {
+        let waker = {
+            let mut jobs = lock(&self.jobs);
+            jobs.queue.push_back(exchange);
+            jobs.waker.take()
+        };
+        if let Some(waker) = waker {
             waker.wake();
         }
         true
@@ -387,7 +398,7 @@ impl RunnerSpawn {
                 let now = Instant::now();
                 let batch_age = now.saturating_duration_since(*batch_started.get_or_insert(now));
                 if batch_age < BATCH_WINDOW && !self.shared.stopping.load(Ordering::Acquire) {
-                    queued = lock(&self.shared.jobs).pop_front();
+                    queued = lock(&self.shared.jobs).queue.pop_front();
                 }
                 if queued.is_none() {
                     batch_started = None;
@@ -425,17 +436,16 @@ impl Future for NextJob<'_> {
                 this.capacity.release();
             }
         }
-        if let Some(job) = lock(&this.shared.jobs).pop_front() {
+        let mut jobs = lock(&this.shared.jobs);
+        if let Some(job) = jobs.queue.pop_front() {
             return Poll::Ready(Some(job));
         }
+        // `stop` sets the flag before it takes the lock to wake: read under the lock, a
+        // stop is either seen here or finds this waker.
         if this.shared.stopping.load(Ordering::Acquire) {
             return Poll::Ready(None);
         }
-        *lock(&this.shared.job_waker) = Some(cx.waker().clone());
-        // A request queued between the check and the registration would find no waker.
-        if let Some(job) = lock(&this.shared.jobs).pop_front() {
-            return Poll::Ready(Some(job));
-        }
+        jobs.waker = Some(cx.waker().clone());
         Poll::Pending
     }
 }
@@ -604,7 +614,8 @@ impl Driver {
     /// stops the standby and the runtime. Returns how many runners were still busy.
     pub fn stop(mut self, py: Python<'_>, timeout: Duration) -> usize {
         self.shared.stopping.store(true, Ordering::Release);
-        if let Some(waker) = lock(&self.shared.job_waker).take() {
+        let waker = lock(&self.shared.jobs).waker.take();
+        if let Some(waker) = waker {
             waker.wake();
         }
         let deadline = Instant::now() + timeout;
