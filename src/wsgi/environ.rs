@@ -1,8 +1,9 @@
 //! Building the WSGI `environ` dict for a request.
 //!
 //! The keys that never change for a server (`wsgi.version`, `wsgi.errors`, `SCRIPT_NAME`
-//! ...) live in a template dict that is copied per request: CPython copies a dict that never
-//! lost a key with one memcpy of its table. Per-request keys are then set from the request:
+//! ...) live in a template dict that is copied per request: CPython copies a dict with at
+//! most a third of deleted entries with one memcpy of its table (see `grow_table`).
+//! Per-request keys are then set from the request:
 //! from the head the HTTP engine parsed ([`EnvironTemplate::build`]), or from the CGI
 //! meta-variables a front server passed ([`EnvironTemplate::build_cgi`]). The HTTP engine
 //! takes nothing from the process environment, so a variable named `HTTP_HOST` in the
