@@ -289,6 +289,50 @@ def test_no_request_served_after_connection_close_in_pipeline(serve_app):
         conn.assert_closed()
 
 
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_bytes_a_closed_connection_left_never_reach_the_next_one(server_factory, threads):
+    """Each thread hands the buffers of its closed connections to its next ones. Whatever a
+    connection left in them (a pipelined head after Connection: close, half a head, a
+    response cut by the client) must not show up in another connection's request or
+    response: every fresh connection is parsed and answered cleanly."""
+    server = server_factory("http_apps:framing", "--threads", threads)
+
+    def fresh_connection_is_answered_exactly(after):
+        # The strict reader fails on any stray byte before, between or after the answers.
+        sock, conn = connect(server)
+        with sock:
+            conn.send(request("GET", "/list") + request("GET", "/declared"))
+            first = conn.read_response()
+            second = conn.read_response()
+            assert (first.status, first.body) == (200, b"hello world"), after
+            assert (second.status, second.body) == (200, b"hello"), after
+            assert conn.assert_silent(0.05) is False, after
+
+    for round_number in range(12):
+        # A pipelined head left unread behind Connection: close.
+        sock, conn = connect(server)
+        with sock:
+            conn.send(request("GET", "/one", [("Connection", "close")])
+                      + b"GET /leftover HTTP/1.1\r\nHost: x\r\nX-Half: ")
+            resp = conn.read_response()
+            assert (resp.status, resp.body) == (200, b"hello")
+            conn.assert_closed()
+        fresh_connection_is_answered_exactly(f"a pipelined head left, round {round_number}")
+        # Half a head, then the client goes away.
+        sock, conn = connect(server)
+        with sock:
+            conn.send(b"GET /half HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"z" * 3000)
+            time.sleep(0.01)
+        fresh_connection_is_answered_exactly(f"half a head left, round {round_number}")
+        # A big response the client stops reading and closes.
+        sock, conn = connect(server)
+        with sock:
+            conn.send(request("GET", "/big-gen"))
+            head = conn.read_head()
+            assert head.status == 200, head
+        fresh_connection_is_answered_exactly(f"a cut response, round {round_number}")
+
+
 def test_real_clients_reuse_the_connection(serve_app):
     server = serve_app("http_apps:echo")
     client = http.client.HTTPConnection(server.host, server.port, timeout=10)
