@@ -375,6 +375,34 @@ def test_hung_request_is_logged_with_its_stack_answered_504_and_others_served(se
 
 
 @pytest.mark.parametrize("threads", ["1", "2"])
+def test_a_request_that_hangs_late_on_a_keep_alive_connection_is_answered_504(
+        server_factory, threads):
+    """A connection's requests share one overdue signal, each with its own number: the
+    fourth request of a keep-alive connection that hangs gets the 504, after three that
+    were answered on the same connection."""
+    server = server_factory(APP, "--timeout", "2", "--threads", threads)
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=15)
+    try:
+        for _ in range(3):
+            conn.request("GET", "/sleep?s=0.01")
+            response = conn.getresponse()
+            assert response.status == 200
+            response.read()
+        started = time.monotonic()
+        conn.request("GET", "/hang")
+        response = conn.getresponse()
+        response.read()
+        took = time.monotonic() - started
+    finally:
+        conn.close()
+    assert response.status == 504
+    assert took < 6, f"the 504 came after {took:.1f}s"
+    server.wait_for_log(r"WORKER TIMEOUT \(pid \d+\)[^\n]*GET /hang", timeout=5)
+    # The worker is replaced and the server goes on serving.
+    wait_until(lambda: get(server)[0] == 200, timeout=10, what="a request after the 504")
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
 def test_io_goes_on_while_the_app_runs_a_slow_request(server_factory, threads):
     """With one Python thread, that thread also drives the I/O between requests; while it
     runs a slow request the standby thread must take the I/O over, so a static file, the
