@@ -14,6 +14,12 @@ use crate::http::HttpLimits;
 
 /// Header slots parsed on the stack; a larger --limit-request-fields uses the heap.
 const STACK_HEADERS: usize = 100;
+/// Where a header field's name and value lie in the head: (offset, length) of each.
+type FieldSpan = ((usize, usize), (usize, usize));
+
+/// Header fields whose positions are recorded on the stack while a head is taken out of
+/// the read buffer; more than this (rare) take a `Vec`.
+const STACK_SPANS: usize = 32;
 
 /// How the body of a request is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,21 +143,29 @@ pub fn parse_head(
         _ => Protocol::Http11,
     };
     // Record where each piece lies in the buffer, then take the head out as one Bytes
-    // that the pieces share.
+    // that the pieces share. The spans of the usual number of fields stay on the stack (a
+    // `Vec` of them cost an allocation per request).
     let base = buf.as_ptr() as usize;
     let span = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
     let method = span(request.method.unwrap_or("").as_bytes());
     let target = span(request.path.unwrap_or("").as_bytes());
-    let spans: Vec<_> = request
-        .headers
-        .iter()
-        .map(|h| (span(h.name.as_bytes()), span(h.value)))
-        .collect();
+    let mut stack_spans: [FieldSpan; STACK_SPANS] = [((0, 0), (0, 0)); STACK_SPANS];
+    let mut heap_spans;
+    let spans: &mut [FieldSpan] = match request.headers.len() {
+        fields if fields <= STACK_SPANS => &mut stack_spans[..fields],
+        fields => {
+            heap_spans = vec![((0, 0), (0, 0)); fields];
+            &mut heap_spans
+        }
+    };
+    for (slot, field) in spans.iter_mut().zip(request.headers.iter()) {
+        *slot = (span(field.name.as_bytes()), span(field.value));
+    }
     let head = buf.split_to(consumed).freeze();
     let piece = |(start, len): (usize, usize)| head.slice(start..start + len);
     let headers: Vec<(Bytes, Bytes)> = spans
-        .into_iter()
-        .map(|(name, value)| (piece(name), piece(value)))
+        .iter()
+        .map(|&(name, value)| (piece(name), piece(value)))
         .collect();
     let method = piece(method);
     let target = piece(target);
@@ -520,10 +534,16 @@ mod tests {
             raw.extend_from_slice(b"\r\n");
             BytesMut::from(&raw[..])
         };
-        let mut buf = head_with(STACK_HEADERS + 50);
-        let head = parse_head(&mut buf, &limits).unwrap().unwrap();
-        assert_eq!(head.headers.len(), STACK_HEADERS + 50);
-        assert_eq!(head.headers.last().unwrap().1.as_ref(), b"149");
+        // Around the stack's limits: the headers' spans (STACK_SPANS) and httparse's slots.
+        for count in [STACK_SPANS, STACK_SPANS + 1, STACK_HEADERS + 50] {
+            let mut buf = head_with(count);
+            let head = parse_head(&mut buf, &limits).unwrap().unwrap();
+            assert_eq!(head.headers.len(), count);
+            for (index, (name, value)) in head.headers.iter().enumerate().skip(1) {
+                assert_eq!(name.as_ref(), format!("X-F{index}").as_bytes());
+                assert_eq!(value.as_ref(), index.to_string().as_bytes());
+            }
+        }
         let mut buf = head_with(STACK_HEADERS + 51);
         assert_eq!(parse_head(&mut buf, &limits).unwrap_err().status, 431);
     }
