@@ -53,6 +53,9 @@ pub mod tls;
 pub mod uwsgi;
 pub mod wsgi;
 
+#[cfg(test)]
+mod test_support;
+
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;

@@ -117,31 +117,22 @@ impl Default for OverdueWait {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::counting_waker;
     use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
-
-    struct CountingWaker(AtomicUsize);
-
-    impl Wake for CountingWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
 
     #[test]
     fn a_fire_wakes_the_waiting_request_and_only_it_resolves() {
         let mut wait = OverdueWait::new();
-        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let waker = Waker::from(Arc::clone(&counter));
+        let (counter, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(wait.poll_fired(&mut cx, 2).is_pending());
         // A late fire for the connection's previous request wakes the task, which finds
         // that its own request is not the one.
         wait.hook(1).fire();
-        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert_eq!(counter.wakes(), 1);
         assert!(wait.poll_fired(&mut cx, 2).is_pending());
         wait.hook(2).fire();
-        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        assert_eq!(counter.wakes(), 2);
         assert!(wait.poll_fired(&mut cx, 2).is_ready());
         assert!(wait.poll_fired(&mut cx, 3).is_pending());
     }
@@ -149,10 +140,8 @@ mod tests {
     #[test]
     fn a_new_waker_is_registered_in_place_of_the_old() {
         let mut wait = OverdueWait::new();
-        let old = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let new = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let old_waker = Waker::from(Arc::clone(&old));
-        let new_waker = Waker::from(Arc::clone(&new));
+        let (old, old_waker) = counting_waker();
+        let (new, new_waker) = counting_waker();
         assert!(wait
             .poll_fired(&mut Context::from_waker(&old_waker), 1)
             .is_pending());
@@ -160,8 +149,8 @@ mod tests {
             .poll_fired(&mut Context::from_waker(&new_waker), 1)
             .is_pending());
         wait.hook(1).fire();
-        assert_eq!(old.0.load(Ordering::SeqCst), 0);
-        assert_eq!(new.0.load(Ordering::SeqCst), 1);
+        assert_eq!(old.wakes(), 0);
+        assert_eq!(new.wakes(), 1);
     }
 
     #[test]

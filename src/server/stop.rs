@@ -130,22 +130,7 @@ impl Drop for StopWait {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
-
-    struct CountingWaker(AtomicUsize);
-
-    impl Wake for CountingWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn waker() -> (Arc<CountingWaker>, Waker) {
-        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let waker = Waker::from(Arc::clone(&counter));
-        (counter, waker)
-    }
+    use crate::test_support::counting_waker as waker;
 
     #[test]
     fn the_stop_wakes_every_registered_waiter_once_and_stays_ready() {
@@ -167,8 +152,8 @@ mod tests {
         assert_eq!(notice.waiters.lock().unwrap().slots.len(), 2);
         notice.stop();
         notice.stop();
-        assert_eq!(first_count.0.load(Ordering::SeqCst), 1);
-        assert_eq!(second_count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(first_count.wakes(), 1);
+        assert_eq!(second_count.wakes(), 1);
         assert!(a.poll_stopped(&mut Context::from_waker(&first)).is_ready());
         assert!(StopWait::new(&notice)
             .poll_stopped(&mut Context::from_waker(&first))
@@ -192,7 +177,7 @@ mod tests {
         assert_eq!(notice.waiters.lock().unwrap().slots.len(), 1);
         drop(next);
         notice.stop();
-        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        assert_eq!(count.wakes(), 0);
     }
 
     #[test]
@@ -208,7 +193,7 @@ mod tests {
             .poll_stopped(&mut Context::from_waker(&new))
             .is_pending());
         drop(StopOnDrop(Arc::clone(&notice)));
-        assert_eq!(old_count.0.load(Ordering::SeqCst), 0);
-        assert_eq!(new_count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(old_count.wakes(), 0);
+        assert_eq!(new_count.wakes(), 1);
     }
 }
