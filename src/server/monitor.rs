@@ -129,7 +129,7 @@ impl Monitor {
             .store(ident, Ordering::Relaxed);
     }
 
-    /// Thread `index` started a request at `started`. `overdue` is called if it runs past
+    /// Thread `index` started a request at `started`. `overdue` is fired if it runs past
     /// the timeout.
     pub fn begin(
         &self,

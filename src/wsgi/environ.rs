@@ -316,8 +316,9 @@ impl std::fmt::Debug for ListenerEnviron {
 /// A std `OnceLock`, not a `PyOnceLock`: the latter's first initialisation went through
 /// `once_cell`'s waiter queue (a handle on the current thread, ~500 instructions), paid
 /// once per connection. A `PyOnceLock` guards against an initialiser that releases the GIL
-/// while another thread waits for it holding the GIL; this one makes two strs and never
-/// releases it, and a connection's requests come one at a time anyway.
+/// while another thread waits for it holding the GIL. Here every caller holds the GIL (the
+/// `py` of `get`) and the initialiser makes two strs without releasing it, so no second
+/// thread can be inside `get` meanwhile (HTTP/2 streams of one connection included).
 #[derive(Default)]
 pub struct PeerStrings(std::sync::OnceLock<[Py<PyString>; 2]>);
 
