@@ -119,33 +119,46 @@ pub fn check_header_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a response header value was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueFault {
+    /// A control character (the byte) that could split or corrupt the response.
+    Control(u8),
+    /// A character above U+00FF.
+    NotLatin1,
+}
+
+impl ValueFault {
+    /// The message for the app, naming the header and quoting its value.
+    pub fn describe(self, name: &str, value: &str) -> String {
+        match self {
+            ValueFault::Control(bad) => format!(
+                "invalid value for header {name:?}: control character {bad:#04x} (header injection refused)"
+            ),
+            ValueFault::NotLatin1 => {
+                format!("invalid value for header {name:?}: {value:?} is not latin-1 text")
+            }
+        }
+    }
+}
+
 /// Checks a response header value and returns it as latin-1 bytes (borrowed when the text
 /// is ASCII, which is its own latin-1 encoding).
-pub fn check_header_value<'a>(name: &str, value: &'a str) -> Result<Cow<'a, [u8]>, String> {
-    let forbidden = |bad: &u8| {
-        format!(
-            "invalid value for header {name:?}: control character {bad:#04x} (header injection refused)"
-        )
+pub fn check_header_value(value: &str) -> Result<Cow<'_, [u8]>, ValueFault> {
+    let bytes = if value.is_ascii() {
+        Cow::Borrowed(value.as_bytes())
+    } else {
+        Cow::Owned(latin1(value).ok_or(ValueFault::NotLatin1)?)
     };
-    if value.is_ascii() {
-        let bytes = value.as_bytes();
-        if let Some(bad) = bytes.iter().find(|&&b| is_forbidden_in_value(b)) {
-            return Err(forbidden(bad));
-        }
-        return Ok(Cow::Borrowed(bytes));
+    match bytes.iter().find(|&&b| is_forbidden_in_value(b)) {
+        Some(&bad) => Err(ValueFault::Control(bad)),
+        None => Ok(bytes),
     }
-    let bytes = latin1(value).ok_or_else(|| {
-        format!("invalid value for header {name:?}: {value:?} is not latin-1 text")
-    })?;
-    if let Some(bad) = bytes.iter().find(|&&b| is_forbidden_in_value(b)) {
-        return Err(forbidden(bad));
-    }
-    Ok(Cow::Owned(bytes))
 }
 
 /// The header names apps send most, spelled as they usually are: a name that matches one
-/// exactly shares a static buffer instead of allocating a copy per response.
-pub fn header_name_bytes(name: &str) -> Bytes {
+/// exactly shares a static buffer instead of allocating a copy.
+pub fn common_header_name(name: &str) -> Option<Bytes> {
     const COMMON: [&str; 8] = [
         "Content-Type",
         "Set-Cookie",
@@ -156,10 +169,10 @@ pub fn header_name_bytes(name: &str) -> Bytes {
         "Vary",
         "Content-Encoding",
     ];
-    match COMMON.iter().find(|common| **common == name) {
-        Some(common) => Bytes::from_static(common.as_bytes()),
-        None => Bytes::copy_from_slice(name.as_bytes()),
-    }
+    COMMON
+        .iter()
+        .find(|common| **common == name)
+        .map(|common| Bytes::from_static(common.as_bytes()))
 }
 
 /// Hop-by-hop headers describe one connection, which the server owns (PEP 3333 forbids
@@ -228,9 +241,12 @@ mod tests {
     }
 
     #[test]
-    fn header_names_keep_their_spelling() {
-        for name in ["Content-Type", "content-type", "X-Custom", "ETag", "Etag"] {
-            assert_eq!(header_name_bytes(name), name.as_bytes());
+    fn common_header_names_keep_their_spelling() {
+        for name in ["Content-Type", "ETag", "Set-Cookie"] {
+            assert_eq!(common_header_name(name).unwrap(), name.as_bytes());
+        }
+        for name in ["content-type", "X-Custom", "Etag"] {
+            assert_eq!(common_header_name(name), None);
         }
     }
 
@@ -279,13 +295,10 @@ mod tests {
 
     #[test]
     fn header_values_refuse_injection_and_non_latin1() {
+        assert_eq!(check_header_value("caf\u{e9}").unwrap(), &b"caf\xe9"[..]);
+        assert_eq!(check_header_value("a\tb").unwrap(), &b"a\tb"[..]);
         assert_eq!(
-            check_header_value("X", "caf\u{e9}").unwrap(),
-            &b"caf\xe9"[..]
-        );
-        assert_eq!(check_header_value("X", "a\tb").unwrap(), &b"a\tb"[..]);
-        assert_eq!(
-            check_header_value("X", "text/plain").unwrap(),
+            check_header_value("text/plain").unwrap(),
             &b"text/plain"[..]
         );
         for bad in [
@@ -296,10 +309,7 @@ mod tests {
             "\u{20ac}",
             "a\x7fb",
         ] {
-            assert!(
-                check_header_value("X", bad).is_err(),
-                "{bad:?} was accepted"
-            );
+            assert!(check_header_value(bad).is_err(), "{bad:?} was accepted");
         }
     }
 

@@ -11,6 +11,7 @@ pub mod errors;
 pub mod file_wrapper;
 pub mod head;
 pub mod input;
+pub mod known;
 pub mod responder;
 
 pub use app::{Bridge, BridgeOptions, RequestHooks};

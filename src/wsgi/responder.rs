@@ -6,8 +6,6 @@
 //! the end of an empty body), so an app may call `start_response` lazily inside a
 //! generator, or again with `exc_info` to replace a response not yet sent (PEP 3333).
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -17,6 +15,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use crate::gateway::{Disconnected, ResponseEnd, ResponseHead, ResponseSink};
 use crate::wsgi::head;
 use crate::wsgi::input::ClientDisconnected;
+use crate::wsgi::known::{HeaderName, KnownStrings};
 
 /// Bodies below this size are copied into the I/O side's buffers; larger ones are shared
 /// with Python without a copy (the bytes object is kept alive until written). The same
@@ -48,6 +47,9 @@ pub struct Responder {
     /// The bound `write` that `start_response` returns, when a [`ResponderCache`] lends it
     /// for the request (it is made once per kept responder instead of once per request).
     write: Option<Py<PyAny>>,
+    /// The thread's [`KnownStrings`], lent for the request by its [`ResponderCache`] (a
+    /// responder without one makes its own when `start_response` is called).
+    known: Option<Box<KnownStrings>>,
 }
 
 /// A sink for a responder between two requests: nothing can reach it (the responder is
@@ -82,7 +84,12 @@ impl ResponseSink for NoSink {
 /// Making them per request (the object, and two bound methods looked up by name) cost
 /// ~1,200 instructions, about as much as the app's own call on a small request.
 #[derive(Default)]
-pub struct ResponderCache(Option<Lent>);
+pub struct ResponderCache {
+    spare: Option<Lent>,
+    /// The strings `start_response` checked on this thread, lent to each request's
+    /// responder and taken back after it, whether or not the responder is kept.
+    known: Option<Box<KnownStrings>>,
+}
 
 /// A responder and its bound methods, lent to one request.
 pub struct Lent {
@@ -96,7 +103,7 @@ pub struct Lent {
 impl ResponderCache {
     /// A responder for a request sending to `sink`: the spare one, or a new one.
     pub fn lend(&mut self, py: Python<'_>, sink: Box<dyn ResponseSink>) -> PyResult<Lent> {
-        let lent = match self.0.take() {
+        let lent = match self.spare.take() {
             Some(lent) => {
                 let mut responder = lent.responder.bind(py).borrow_mut();
                 let _ = std::mem::replace(&mut *responder, Responder::new(sink));
@@ -114,8 +121,11 @@ impl ResponderCache {
                 }
             }
         };
+        let mut responder = lent.responder.bind(py).borrow_mut();
         // For the request only: the responder holding its own bound method is a cycle.
-        lent.responder.bind(py).borrow_mut().write = Some(lent.write.clone_ref(py));
+        responder.write = Some(lent.write.clone_ref(py));
+        responder.known = self.known.take();
+        drop(responder);
         Ok(lent)
     }
 
@@ -125,7 +135,15 @@ impl ResponderCache {
     /// away), and those must keep working on their own request's responder.
     pub fn give_back(&mut self, py: Python<'_>, lent: Lent) {
         let responder = lent.responder.bind(py);
-        responder.borrow_mut().write = None;
+        {
+            let mut responder = responder.borrow_mut();
+            responder.write = None;
+            // Taken even from a responder the app keeps: should it call `start_response`
+            // again, it makes a cache of its own.
+            if let Some(known) = responder.known.take() {
+                self.known = Some(known);
+            }
+        }
         // Counted with no borrow of the responder alive (a borrow holds a reference).
         // SAFETY: reading reference counts of live objects, with the GIL held (`py`).
         let unshared = unsafe {
@@ -137,7 +155,7 @@ impl ResponderCache {
         if unshared {
             // The request's sink goes now, as it would with the responder.
             responder.borrow_mut().sink = Box::new(NoSink);
-            self.0 = Some(lent);
+            self.spare = Some(lent);
         }
     }
 }
@@ -165,6 +183,7 @@ impl Responder {
             body_bytes: 0,
             status: 0,
             write: None,
+            known: None,
         }
     }
 
@@ -445,16 +464,20 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
         .map_or_else(|_| "?".to_string(), |n| n.to_string())
 }
 
-/// Validates start_response's arguments into a head.
-fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<ResponseHead> {
+/// Validates start_response's arguments into a head, with the strings `known` remembers
+/// taken as checked.
+fn parse_head(
+    status: &Bound<'_, PyAny>,
+    headers: &Bound<'_, PyAny>,
+    known: &mut KnownStrings,
+) -> PyResult<ResponseHead> {
     let status = status.cast::<PyString>().map_err(|_| {
         PyTypeError::new_err(format!(
             "start_response(): status must be str like '200 OK', not {}",
             type_name(status)
         ))
     })?;
-    let status = head::parse_status(&status.to_cow()?)
-        .map_err(|e| PyValueError::new_err(format!("start_response(): {e}")))?;
+    let status = known.status(status)?;
     if !(headers.is_instance_of::<PyList>() || headers.is_instance_of::<PyTuple>()) {
         return Err(PyTypeError::new_err(format!(
             "start_response(): headers must be a list of (name, value) tuples, not {}",
@@ -472,18 +495,22 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
     // iterator protocol.
     if let Ok(list) = headers.cast_exact::<PyList>() {
         for item in list.iter() {
-            add_header(&mut response, &item)?;
+            add_header(&mut response, &item, known)?;
         }
     } else {
         for item in headers.try_iter()? {
-            add_header(&mut response, &item?)?;
+            add_header(&mut response, &item?, known)?;
         }
     }
     Ok(response)
 }
 
 /// Checks one `(name, value)` item of the app's headers and adds it to `response`.
-fn add_header(response: &mut ResponseHead, item: &Bound<'_, PyAny>) -> PyResult<()> {
+fn add_header(
+    response: &mut ResponseHead,
+    item: &Bound<'_, PyAny>,
+    known: &mut KnownStrings,
+) -> PyResult<()> {
     let pair = match item.cast::<PyTuple>() {
         Ok(tuple) if tuple.len() == 2 => (tuple.get_item(0)?, tuple.get_item(1)?),
         _ => match item.cast::<PyList>() {
@@ -503,40 +530,34 @@ fn add_header(response: &mut ResponseHead, item: &Bound<'_, PyAny>) -> PyResult<
             type_name(&pair.1)
         )));
     };
-    let name = name.to_cow()?;
-    let value = value.to_cow()?;
-    head::check_header_name(&name)
-        .map_err(|e| PyValueError::new_err(format!("start_response(): {e}")))?;
-    let value_bytes = head::check_header_value(&name, &value)
-        .map_err(|e| PyValueError::new_err(format!("start_response(): {e}")))?;
-    if name.eq_ignore_ascii_case("content-length") {
-        let length = head::parse_content_length(&value_bytes).ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "start_response(): invalid Content-Length {value:?}: expected a number of bytes"
-            ))
-        })?;
-        if response.content_length.is_some_and(|l| l != length) {
-            return Err(PyValueError::new_err(
-                "start_response(): two different Content-Length headers",
-            ));
+    let kind = known.name(name)?;
+    let checked = known.value(name, value)?;
+    match kind {
+        HeaderName::Sent(name) => response.headers.push((name, checked.bytes)),
+        HeaderName::ContentLength => {
+            let length = checked.length.ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "start_response(): invalid Content-Length {:?}: expected a number of bytes",
+                    value.to_cow().unwrap_or_default()
+                ))
+            })?;
+            if response.content_length.is_some_and(|l| l != length) {
+                return Err(PyValueError::new_err(
+                    "start_response(): two different Content-Length headers",
+                ));
+            }
+            response.content_length = Some(length);
         }
-        response.content_length = Some(length);
-        return Ok(());
-    }
-    if head::is_hop_by_hop(&name) {
-        if name.eq_ignore_ascii_case("connection") && head::has_token(&value_bytes, "close") {
-            response.close_connection = true;
+        HeaderName::Connection | HeaderName::HopByHop => {
+            if kind == HeaderName::Connection && head::has_token(&checked.bytes, "close") {
+                response.close_connection = true;
+            }
+            tracing::debug!(
+                "dropped hop-by-hop response header {:?} set by the application",
+                name.to_cow().unwrap_or_default()
+            );
         }
-        tracing::debug!("dropped hop-by-hop response header {name:?} set by the application");
-        return Ok(());
     }
-    let value_bytes = match value_bytes {
-        Cow::Borrowed(bytes) => Bytes::copy_from_slice(bytes),
-        Cow::Owned(bytes) => Bytes::from(bytes),
-    };
-    response
-        .headers
-        .push((head::header_name_bytes(&name), value_bytes));
     Ok(())
 }
 
@@ -551,8 +572,8 @@ impl Responder {
         exc_info: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let exc_info = exc_info.filter(|e| !e.is_none());
-        {
-            let this = slf.borrow();
+        let mut known = {
+            let mut this = slf.borrow_mut();
             if this.finished {
                 return Err(PyRuntimeError::new_err(
                     "start_response() called after the response ended",
@@ -571,10 +592,14 @@ impl Responder {
                 }
                 _ => {}
             }
-        }
-        let head = parse_head(status, headers)?;
+            // Out of the responder while the headers are read: a header iterable that is
+            // not a list or tuple runs Python code, which may call back into this responder.
+            this.known.take().unwrap_or_default()
+        };
+        let head = parse_head(status, headers, &mut known);
         let mut this = slf.borrow_mut();
-        this.pending = Some(head);
+        this.known = Some(known);
+        this.pending = Some(head?);
         match &this.write {
             Some(write) => Ok(write.clone_ref(slf.py())),
             None => {

@@ -239,3 +239,41 @@ def test_close_after_client_disconnect(serve_app, tmp_path, mode, close_mode):
     sock.close()
     assert wait_closed(marker) == ["closed"]
     assert_serves_again_closing(server, tmp_path)
+
+
+# --- the same status and header objects, request after request ---------------------------
+
+def test_constant_headers_are_sent_as_given_request_after_request(serve_app):
+    """The server remembers the status and header strs it checked, by object: every
+    response must still carry its own, a refused constant is refused every time, and a
+    remembered `Connection: close` still closes."""
+    server = serve_app("wsgi_apps:known_strings_app")
+    # wsgiref.validate refuses /bad's header itself, before the server sees it.
+    paths = ["/a", "/b"] if serve_app.validated else ["/a", "/b", "/bad"]
+    sock = server.connect()
+    for count in range(24):
+        path = paths[count % len(paths)]
+        response = get(server, f"{path}?{count}", sock=sock)
+        assert response.getheader("X-Count") == str(count)
+        if path == "/a":
+            assert (response.status, response.reason) == (200, "OK")
+            assert response.getheader("Content-Type") == "text/plain"
+            assert response.getheader("X-Variant") == "a"
+            assert response.body == f"/a {count}".encode()
+        elif path == "/b":
+            assert response.status == 203
+            assert response.reason == "Non-Authoritative Information"
+            assert response.getheader("Content-Type") == "text/html; charset=utf-8"
+            assert response.getheader("X-Variant") == "b" * 80
+            assert response.body == f"/b {count}".encode()
+        else:
+            assert response.status == 200
+            assert response.getheader("X-Injected") is None
+            assert response.body.startswith(b"refused: ")
+            assert b"header injection refused" in response.body
+    for attempt in range(2):
+        sock = server.connect()
+        sock.sendall(f"GET /close?{attempt} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        raw = read_until_close(sock)
+        assert b"\r\nConnection: close\r\n" in raw
+        assert f"/close {attempt}".encode() in raw

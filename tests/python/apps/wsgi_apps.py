@@ -495,3 +495,29 @@ def file_dispatch(environ, start_response):
     if environ["PATH_INFO"] == "/state":
         return state_app(environ, start_response)
     return file_app(environ, start_response)
+
+
+# Module constants, so that every request passes the very same str objects: the server
+# remembers the ones it checked (by object) and must still send each response its own.
+_KNOWN_HEADERS = {
+    "/a": ("200 OK", [("Content-Type", "text/plain"), ("X-Variant", "a")]),
+    "/b": (
+        "203 Non-Authoritative Information",
+        [("Content-Type", "text/html; charset=utf-8"), ("X-Variant", "b" * 80)],
+    ),
+    "/close": ("200 OK", [("Content-Type", "text/plain"), ("Connection", "close")]),
+    "/bad": ("200 OK", [("Content-Type", "text/plain"), ("X-Bad", "a\r\nX-Injected: 1")]),
+}
+
+
+def known_strings_app(environ, start_response):
+    """The same status and header objects again and again, with a value made afresh for
+    each request (X-Count, from the query string); /bad's constant header is refused."""
+    status, headers = _KNOWN_HEADERS[environ["PATH_INFO"]]
+    count = environ["QUERY_STRING"]
+    try:
+        start_response(status, headers + [("X-Count", count)])
+    except ValueError as error:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Count", count)])
+        return [f"refused: {error}".encode()]
+    return [f"{environ['PATH_INFO']} {count}".encode()]
