@@ -1,10 +1,48 @@
-//! The `Date` header value, formatted once per second per thread.
+//! The `Date` header value, formatted once per second per thread, inside the `Server` and
+//! `Date` lines of an HTTP/1 response head.
 
 use std::cell::RefCell;
 use std::time::{Duration, UNIX_EPOCH};
 
+/// The `Server` line every HTTP/1 response head carries unless the app set its own.
+pub const SERVER_LINE: &[u8] = b"Server: tidegate\r\n";
+/// What comes before the date in the `Date` line.
+const DATE_PREFIX: &[u8] = b"Date: ";
+/// An IMF-fixdate is always this long (`Sat, 21 Nov 2026 07:10:19 GMT`).
+const DATE_LEN: usize = 29;
+/// The `Server` and `Date` lines: one copy into a response head instead of four.
+const LINES_LEN: usize = SERVER_LINE.len() + DATE_PREFIX.len() + DATE_LEN + 2;
+/// Where the date starts in the lines.
+const DATE_AT: usize = SERVER_LINE.len() + DATE_PREFIX.len();
+
+/// The second the lines were made for, and the lines.
+struct Lines {
+    second: u64,
+    text: [u8; LINES_LEN],
+}
+
 thread_local! {
-    static CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+    static CACHE: RefCell<Lines> = const {
+        RefCell::new(Lines { second: u64::MAX, text: lines_template() })
+    };
+}
+
+/// The lines with the date left blank.
+const fn lines_template() -> [u8; LINES_LEN] {
+    let mut text = [b' '; LINES_LEN];
+    let mut i = 0;
+    while i < SERVER_LINE.len() {
+        text[i] = SERVER_LINE[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < DATE_PREFIX.len() {
+        text[SERVER_LINE.len() + j] = DATE_PREFIX[j];
+        j += 1;
+    }
+    text[LINES_LEN - 2] = b'\r';
+    text[LINES_LEN - 1] = b'\n';
+    text
 }
 
 /// The current Unix time in whole seconds, from the kernel's coarse clock: the value of
@@ -29,21 +67,41 @@ fn unix_seconds() -> u64 {
 
 /// Calls `f` with the current HTTP date, e.g. `Sat, 21 Nov 2026 07:10:19 GMT`.
 pub fn with_http_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    with_server_and_date(|lines| f(&lines[DATE_AT..DATE_AT + DATE_LEN]))
+}
+
+/// Calls `f` with the `Server` line followed by the current `Date` line, each ending in
+/// CRLF; `&lines[SERVER_LINE.len()..]` is the `Date` line alone.
+pub fn with_server_and_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     let second = unix_seconds();
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if cache.0 != second {
-            let text = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(second));
-            let len = text.len().min(29);
-            cache.1[..len].copy_from_slice(&text.as_bytes()[..len]);
-            cache.0 = second;
+        if cache.second != second {
+            let date = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(second));
+            let len = date.len().min(DATE_LEN);
+            cache.text[DATE_AT..DATE_AT + len].copy_from_slice(&date.as_bytes()[..len]);
+            cache.second = second;
         }
-        f(&cache.1)
+        f(&cache.text)
     })
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_lines_hold_the_server_and_the_date() {
+        let lines = super::with_server_and_date(|l| String::from_utf8(l.to_vec()).unwrap());
+        let date = super::with_http_date(|d| String::from_utf8(d.to_vec()).unwrap());
+        // The second may turn between the two calls.
+        let now = super::with_server_and_date(|l| String::from_utf8(l.to_vec()).unwrap());
+        assert!(
+            lines == format!("Server: tidegate\r\nDate: {date}\r\n")
+                || now == format!("Server: tidegate\r\nDate: {date}\r\n"),
+            "{lines:?} {date:?}"
+        );
+        assert!(lines[super::SERVER_LINE.len()..].starts_with("Date: "));
+    }
+
     #[test]
     fn formats_an_imf_fixdate() {
         let date = super::with_http_date(|d| String::from_utf8(d.to_vec()).unwrap());

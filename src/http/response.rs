@@ -3,7 +3,7 @@
 use bytes::{BufMut, BytesMut};
 
 use crate::gateway::{Protocol, ResponseHead};
-use crate::http::date::with_http_date;
+use crate::http::date::{with_server_and_date, SERVER_LINE};
 
 /// How the body of a response is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,16 +66,12 @@ pub fn encode_head(
         out.put_slice(value);
         out.put_slice(b"\r\n");
     }
-    // The usual case in one piece: each piece costs a bounds check and a call to memcpy.
+    // The usual case in one piece: each piece costs a capacity check and a call to memcpy.
     match (has_server, has_date) {
-        (false, false) => out.put_slice(b"Server: tidegate\r\nDate: "),
-        (false, true) => out.put_slice(b"Server: tidegate\r\n"),
-        (true, false) => out.put_slice(b"Date: "),
+        (false, false) => with_server_and_date(|lines| out.put_slice(lines)),
+        (false, true) => out.put_slice(SERVER_LINE),
+        (true, false) => with_server_and_date(|lines| out.put_slice(&lines[SERVER_LINE.len()..])),
         (true, true) => {}
-    }
-    if !has_date {
-        with_http_date(|date| out.put_slice(date));
-        out.put_slice(b"\r\n");
     }
     match framing {
         ResponseFraming::Length(length) => put_content_length(out, length),
