@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use crate::gateway::{CgiRequest, Peer, Protocol, ResponseHead};
+use crate::http::fields::HeaderFields;
 use crate::logging::{format_time, json_string, LogFormat, TimeStyle};
 
 /// gunicorn's default access log format.
@@ -388,7 +389,7 @@ impl AccessLog {
         method: &Bytes,
         target: &Bytes,
         protocol: Protocol,
-        headers: &[(Bytes, Bytes)],
+        headers: &HeaderFields,
         peer: &Peer,
     ) -> AccessEntry {
         let mut entry = AccessEntry::blank(&self.template, Client::Peer(peer.clone()));
@@ -396,10 +397,7 @@ impl AccessLog {
         entry.target = target.clone();
         entry.protocol = Bytes::from_static(protocol.as_str().as_bytes());
         for (name, _) in &self.template.request_headers {
-            let value = headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone());
+            let value = headers.get(name).map(|value| headers.share(value));
             entry.request_headers.push(value);
         }
         entry
@@ -685,15 +683,7 @@ mod tests {
             template,
             out: Mutex::new(Box::new(io::sink())),
         };
-        let headers: Vec<(Bytes, Bytes)> = headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    Bytes::from_static(n.as_bytes()),
-                    Bytes::from_static(v.as_bytes()),
-                )
-            })
-            .collect();
+        let headers = HeaderFields::from_pairs(headers);
         log.entry(
             &Bytes::from_static(b"GET"),
             &Bytes::from_static(b"/a/b?x=1&y=\"2\""),

@@ -72,7 +72,7 @@ pub struct RequestHead {
     /// The protocol version of the request line.
     pub protocol: Protocol,
     /// Header fields in the order received, names as sent, values as raw bytes.
-    pub headers: Vec<(Bytes, Bytes)>,
+    pub headers: crate::http::fields::HeaderFields,
     /// The peer that sent the request.
     pub peer: Peer,
     /// The peer's `REMOTE_ADDR` and `REMOTE_PORT`, shared by the requests of a connection.

@@ -11,6 +11,7 @@ pub mod buffers;
 pub mod chunked;
 pub mod conn;
 pub mod date;
+pub mod fields;
 pub mod request;
 pub mod response;
 pub mod sink;

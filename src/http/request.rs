@@ -5,21 +5,18 @@
 //! requests get smuggled: Content-Length must be plain digits and single, Transfer-Encoding
 //! may only be `chunked` and never comes with Content-Length or on HTTP/1.0.
 
+use std::ops::Range;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::gateway::Protocol;
+use crate::http::fields::{FieldSpans, HeaderFields};
 use crate::wsgi::head::{has_token, parse_content_length, trim_ows};
 
 use crate::http::HttpLimits;
 
 /// Header slots parsed on the stack; a larger --limit-request-fields uses the heap.
 const STACK_HEADERS: usize = 100;
-/// Where a header field's name and value lie in the head: (offset, length) of each.
-type FieldSpan = ((usize, usize), (usize, usize));
-
-/// Header fields whose positions are recorded on the stack while a head is taken out of
-/// the read buffer; more than this (rare) take a `Vec`.
-const STACK_SPANS: usize = 32;
 
 /// How the body of a request is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +39,7 @@ pub struct ParsedHead {
     /// HTTP/1.0 or HTTP/1.1.
     pub protocol: Protocol,
     /// Header fields (name, value) as sent.
-    pub headers: Vec<(Bytes, Bytes)>,
+    pub headers: HeaderFields,
     /// Where the body ends.
     pub framing: BodyFraming,
     /// The client allows the connection to stay open after this request.
@@ -143,36 +140,27 @@ pub fn parse_head(
         _ => Protocol::Http11,
     };
     // Record where each piece lies in the buffer, then take the head out as one Bytes
-    // that the pieces share. The spans of the usual number of fields stay on the stack (a
-    // `Vec` of them cost an allocation per request).
+    // that the pieces share.
     let base = buf.as_ptr() as usize;
-    let span = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    let span = |s: &[u8]| {
+        let at = s.as_ptr() as usize - base;
+        at..at + s.len()
+    };
     let method = span(request.method.unwrap_or("").as_bytes());
     let target = span(request.path.unwrap_or("").as_bytes());
-    let mut stack_spans: [FieldSpan; STACK_SPANS] = [((0, 0), (0, 0)); STACK_SPANS];
-    let mut heap_spans;
-    let spans: &mut [FieldSpan] = match request.headers.len() {
-        fields if fields <= STACK_SPANS => &mut stack_spans[..fields],
-        fields => {
-            heap_spans = vec![((0, 0), (0, 0)); fields];
-            &mut heap_spans
-        }
-    };
-    for (slot, field) in spans.iter_mut().zip(request.headers.iter()) {
-        *slot = (span(field.name.as_bytes()), span(field.value));
+    let mut spans = FieldSpans::with_capacity(request.headers.len());
+    for field in request.headers.iter() {
+        spans.push(span(field.name.as_bytes()), span(field.value));
     }
     let head = buf.split_to(consumed).freeze();
-    let piece = |(start, len): (usize, usize)| head.slice(start..start + len);
-    let headers: Vec<(Bytes, Bytes)> = spans
-        .iter()
-        .map(|&(name, value)| (piece(name), piece(value)))
-        .collect();
+    let piece = |range: Range<usize>| head.slice(range);
     let method = piece(method);
     let target = piece(target);
     if target.is_empty() {
         return Err(Rejection::new(400, "empty request target"));
     }
     check_target_form(&method, &target)?;
+    let headers = HeaderFields::new(head, spans);
     let rules = HeadRules::read(&headers, protocol)?;
     if let BodyFraming::Length(length) = rules.framing {
         if limits.body > 0 && length > limits.body {
@@ -269,15 +257,18 @@ struct HeadRules {
 }
 
 impl HeadRules {
-    fn read(headers: &[(Bytes, Bytes)], protocol: Protocol) -> Result<Self, Rejection> {
+    fn read(headers: &HeaderFields, protocol: Protocol) -> Result<Self, Rejection> {
         let mut content_length: Option<u64> = None;
         let mut transfer_encoding: Vec<&[u8]> = Vec::new();
         let mut hosts = 0;
         let mut close = false;
         let mut keep_alive_token = false;
         let mut expect_continue = false;
-        for (name, value) in headers {
-            let name = name.as_ref();
+        for (name, value) in headers.iter() {
+            // Only a name as long as one of the five below is compared with it.
+            if !matches!(name.len(), 4 | 6 | 10 | 14 | 17) {
+                continue;
+            }
             if name.eq_ignore_ascii_case(b"content-length") {
                 let length = parse_content_length(value).ok_or_else(|| {
                     Rejection::new(
@@ -297,8 +288,13 @@ impl HeadRules {
             } else if name.eq_ignore_ascii_case(b"host") {
                 hosts += 1;
             } else if name.eq_ignore_ascii_case(b"connection") {
-                close |= has_token(value, "close");
-                keep_alive_token |= has_token(value, "keep-alive");
+                // What browsers send, without splitting the value into tokens.
+                if value.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive_token = true;
+                } else {
+                    close |= has_token(value, "close");
+                    keep_alive_token |= has_token(value, "keep-alive");
+                }
             } else if name.eq_ignore_ascii_case(b"expect") {
                 if trim_ows(value).eq_ignore_ascii_case(b"100-continue") {
                     expect_continue = protocol == Protocol::Http11;
@@ -424,7 +420,7 @@ mod tests {
         assert_eq!(head.target.as_ref(), b"/a?b");
         assert_eq!(head.protocol, Protocol::Http11);
         assert_eq!(head.headers.len(), 2);
-        assert_eq!(head.headers[1].1.as_ref(), b"1");
+        assert_eq!(head.headers.value(1), b"1");
         assert_eq!(head.framing, BodyFraming::Empty);
         assert!(head.keep_alive);
         assert_eq!(buf.as_ref(), b"NEXT");
@@ -534,14 +530,14 @@ mod tests {
             raw.extend_from_slice(b"\r\n");
             BytesMut::from(&raw[..])
         };
-        // Around the stack's limits: the headers' spans (STACK_SPANS) and httparse's slots.
-        for count in [STACK_SPANS, STACK_SPANS + 1, STACK_HEADERS + 50] {
+        // Around the stack's limit of httparse's slots.
+        for count in [STACK_HEADERS, STACK_HEADERS + 1, STACK_HEADERS + 50] {
             let mut buf = head_with(count);
             let head = parse_head(&mut buf, &limits).unwrap().unwrap();
             assert_eq!(head.headers.len(), count);
             for (index, (name, value)) in head.headers.iter().enumerate().skip(1) {
-                assert_eq!(name.as_ref(), format!("X-F{index}").as_bytes());
-                assert_eq!(value.as_ref(), index.to_string().as_bytes());
+                assert_eq!(name, format!("X-F{index}").as_bytes());
+                assert_eq!(value, index.to_string().as_bytes());
             }
         }
         let mut buf = head_with(STACK_HEADERS + 51);

@@ -15,6 +15,7 @@ use crate::gateway::{
     ResponseEnd, ResponseHead,
 };
 use crate::http::date::with_http_date;
+use crate::http::fields::HeaderFields;
 use crate::http::response::status_allows_body;
 use crate::http::sink::{
     BodyMessage, CompleteResponse, HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE,
@@ -62,21 +63,16 @@ pub async fn serve_stream(
             )
             .as_bytes(),
     );
-    let mut headers = Vec::with_capacity(parts.headers.len() + 1);
+    let mut pairs: Vec<(&[u8], &[u8])> = Vec::with_capacity(parts.headers.len() + 1);
     if !parts.headers.contains_key(http::header::HOST) {
         if let Some(authority) = parts.uri.authority() {
-            headers.push((
-                Bytes::from_static(b"host"),
-                Bytes::copy_from_slice(authority.as_str().as_bytes()),
-            ));
+            pairs.push((b"host", authority.as_str().as_bytes()));
         }
     }
     for (name, value) in &parts.headers {
-        headers.push((
-            Bytes::copy_from_slice(name.as_str().as_bytes()),
-            Bytes::copy_from_slice(value.as_bytes()),
-        ));
+        pairs.push((name.as_str().as_bytes(), value.as_bytes()));
     }
+    let headers = HeaderFields::from_pairs(&pairs);
     let is_head = parts.method == http::Method::HEAD;
     let access = ctx
         .access_log
@@ -249,7 +245,7 @@ fn log_access(ctx: &ConnContext, writer: &mut StreamWriter<'_>, started: Instant
 /// `--limit-request-fields` and `--limit-request-field-size` for an HTTP/2 head (h2
 /// itself bounds the whole list with SETTINGS_MAX_HEADER_LIST_SIZE); `--limit-request-body`
 /// for a declared `content-length`.
-fn check_limits(ctx: &ConnContext, headers: &[(Bytes, Bytes)]) -> Option<(u16, String)> {
+fn check_limits(ctx: &ConnContext, headers: &HeaderFields) -> Option<(u16, String)> {
     let limits = &ctx.limits;
     if headers.len() > limits.fields {
         return Some((
@@ -278,7 +274,7 @@ fn check_limits(ctx: &ConnContext, headers: &[(Bytes, Bytes)]) -> Option<(u16, S
     if limits.body > 0 {
         let declared = headers
             .iter()
-            .find(|(n, _)| n.as_ref() == b"content-length")
+            .find(|(n, _)| *n == b"content-length")
             .and_then(|(_, v)| crate::wsgi::head::parse_content_length(v));
         if declared.is_some_and(|length| length > limits.body) {
             return Some((

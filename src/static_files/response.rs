@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use crate::http::fields::HeaderFields;
 use crate::static_files::conditional::{
     etag, if_range_holds, none_match_fails, not_modified_since, to_http_seconds,
 };
@@ -70,12 +71,12 @@ fn header(name: &'static str, value: impl Into<Bytes>) -> (Bytes, Bytes) {
 }
 
 /// The value of a header field; repeated fields are joined with `, ` (list fields).
-fn field(headers: &[(Bytes, Bytes)], name: &[u8]) -> Option<Bytes> {
+fn field(headers: &HeaderFields, name: &[u8]) -> Option<Bytes> {
     let mut values = headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v);
-    let first = values.next()?.clone();
+    let first = headers.share(values.next()?);
     let mut joined: Option<Vec<u8>> = None;
     for value in values {
         let joined = joined.get_or_insert_with(|| first.to_vec());
@@ -108,7 +109,7 @@ impl StaticSite {
         root: &str,
         method: &[u8],
         target: &[u8],
-        headers: &[(Bytes, Bytes)],
+        headers: &HeaderFields,
     ) -> Option<StaticResponse> {
         let inner = crate::proxy::root_path::split(root, target);
         if inner.len() != target.len() {
@@ -126,7 +127,7 @@ impl StaticSite {
         &self,
         method: &[u8],
         target: &[u8],
-        headers: &[(Bytes, Bytes)],
+        headers: &HeaderFields,
     ) -> Option<StaticResponse> {
         let path = split_path(target);
         let (mount, rest) = self.route(&path.segments)?;
@@ -287,15 +288,8 @@ mod tests {
         Fixture { base, site }
     }
 
-    fn h(list: &[(&'static str, &'static str)]) -> Vec<(Bytes, Bytes)> {
-        list.iter()
-            .map(|(n, v)| {
-                (
-                    Bytes::from_static(n.as_bytes()),
-                    Bytes::from_static(v.as_bytes()),
-                )
-            })
-            .collect()
+    fn h(list: &[(&'static str, &'static str)]) -> HeaderFields {
+        HeaderFields::from_pairs(list)
     }
 
     fn get(
@@ -318,8 +312,14 @@ mod tests {
     #[test]
     fn paths_outside_the_prefixes_go_to_the_app() {
         let f = fixture("route");
-        assert!(f.site.respond(b"GET", b"/app", &[]).is_none());
-        assert!(f.site.respond(b"POST", b"/sx/a.css", &[]).is_none());
+        assert!(f
+            .site
+            .respond(b"GET", b"/app", &HeaderFields::default())
+            .is_none());
+        assert!(f
+            .site
+            .respond(b"POST", b"/sx/a.css", &HeaderFields::default())
+            .is_none());
     }
 
     #[test]
@@ -327,7 +327,7 @@ mod tests {
         let f = fixture("mounted");
         let status = |target: &str| {
             f.site
-                .respond_mounted("/app", b"GET", target.as_bytes(), &[])
+                .respond_mounted("/app", b"GET", target.as_bytes(), &HeaderFields::default())
                 .map(|r| r.status)
         };
         assert_eq!(status("/app/s/plain.txt"), Some(200)); // the prefix kept
@@ -337,7 +337,9 @@ mod tests {
         assert_eq!(status("/application/s/plain.txt"), None); // not on a segment boundary
         assert_eq!(status("/app/x"), None);
         // Without a root path, nothing changes.
-        let plain = f.site.respond_mounted("", b"GET", b"/app/s/plain.txt", &[]);
+        let plain =
+            f.site
+                .respond_mounted("", b"GET", b"/app/s/plain.txt", &HeaderFields::default());
         assert!(plain.is_none());
     }
 
@@ -361,10 +363,16 @@ mod tests {
                 ..
             }
         ));
-        let head = f.site.respond(b"HEAD", b"/s/plain.txt", &[]).unwrap();
+        let head = f
+            .site
+            .respond(b"HEAD", b"/s/plain.txt", &HeaderFields::default())
+            .unwrap();
         assert_eq!((head.status, head.content_length), (200, Some(10)));
         assert!(matches!(head.body, StaticBody::Empty));
-        let r = f.site.respond(b"POST", b"/s/plain.txt", &[]).unwrap();
+        let r = f
+            .site
+            .respond(b"POST", b"/s/plain.txt", &HeaderFields::default())
+            .unwrap();
         assert_eq!(
             (r.status, value(&r, "allow")),
             (405, Some(&b"GET, HEAD"[..]))

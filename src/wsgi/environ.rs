@@ -19,6 +19,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::gateway::{CgiRequest, ListenerInfo, Peer, Protocol, RequestHead};
+use crate::http::fields::HeaderFields;
 use crate::proxy::forwarded::{resolve, server_view, ForwardingHeaders};
 use crate::proxy::ProxyConfig;
 
@@ -160,23 +161,28 @@ impl EnvironTemplate {
         // Forwarding headers count only from a trusted peer; from any other they are
         // dropped, so the app cannot be fooled by a client writing them itself.
         let trusted = self.proxy.allow.allows_peer(&head.peer);
-        let merged = merged_headers(&head.headers);
+        let repeated = repeated_fields(&head.headers);
         let mut forwarding = ForwardingHeaders::default();
         let mut request_host = None;
-        for (key, value) in &merged {
-            if ForwardingHeaders::is_forwarding_key(key) {
+        for (index, (name, value)) in head.headers.iter().enumerate() {
+            let Some(key) = environ_key(name) else {
+                continue;
+            };
+            let value: &[u8] = match repeated.iter().find(|field| field.first == index) {
+                Some(field) => &field.joined,
+                None if repeated.iter().any(|field| field.later.contains(&index)) => continue,
+                None => value,
+            };
+            let key_text = key.as_str();
+            if ForwardingHeaders::is_forwarding_key(key_text) {
                 if !trusted {
                     continue;
                 }
-                forwarding.record(key, value);
-            } else if key == "HTTP_HOST" {
-                request_host = Some(value.as_ref());
+                forwarding.record(key_text, value);
+            } else if key == HeaderKey::Common(HOST) {
+                request_host = Some(value);
             }
-            let key = match common_key(py, key) {
-                Some(key) => key,
-                None => PyString::new(py, key),
-            };
-            environ.set_item(key, latin1_str(py, value))?;
+            environ.set_item(key.py_str(py), latin1_str(py, value))?;
         }
         // With no forwarding header there is nothing to apply (and no Host to decode).
         if trusted && !forwarding.is_empty() {
@@ -416,9 +422,8 @@ impl std::fmt::Write for StackText {
 
 /// Request headers most clients, browsers and proxies send, lower-case, with their
 /// environ keys: a common header's key is a static str here and its Python str is made
-/// once (`common_key`); any other costs a `String` and a new Python str per request. A
-/// static, not a const: `common_key` finds a key by the address of its text, which must
-/// be the same wherever the table is read.
+/// once ([`HeaderKey::py_str`]); any other costs a `String` and a new Python str per
+/// request.
 static COMMON_HEADERS: [(&str, &str); 32] = [
     ("host", "HTTP_HOST"),
     ("user-agent", "HTTP_USER_AGENT"),
@@ -457,6 +462,9 @@ static COMMON_HEADERS: [(&str, &str); 32] = [
     ("x-real-ip", "HTTP_X_REAL_IP"),
 ];
 
+/// `host`'s index in [`COMMON_HEADERS`].
+const HOST: usize = 0;
+
 /// The longest name in [`COMMON_HEADERS`] (`upgrade-insecure-requests`).
 const LONGEST_COMMON: usize = 25;
 
@@ -478,22 +486,37 @@ static COMMON_BY_LENGTH: [u32; LONGEST_COMMON + 1] = {
 static COMMON_KEY_STRS: [PyOnceLock<Py<PyString>>; COMMON_HEADERS.len()] =
     [const { PyOnceLock::new() }; COMMON_HEADERS.len()];
 
-/// Where in [`COMMON_HEADERS`] [`environ_key`] took `key` from, if it did.
-fn common_index(key: &str) -> Option<usize> {
-    // An owned key (a header not in the table) never has a static's address.
-    COMMON_HEADERS
-        .iter()
-        .position(|(_, common)| std::ptr::eq(common.as_ptr(), key.as_ptr()))
+/// The environ key of a request header (see [`environ_key`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeaderKey {
+    /// The key of the [`COMMON_HEADERS`] entry at this index: found without comparing
+    /// text, and its Python str made once.
+    Common(usize),
+    /// Any other header's key: `HTTP_` and the name in upper case, `-` as `_`.
+    Other(String),
 }
 
-/// The shared str for a key [`environ_key`] took from [`COMMON_HEADERS`] (found by the
-/// address of its static text), so that common headers cost no key allocation.
-fn common_key<'py>(py: Python<'py>, key: &str) -> Option<Bound<'py, PyString>> {
-    let index = common_index(key)?;
-    let text = COMMON_KEY_STRS[index].get_or_init(py, || {
-        PyString::intern(py, COMMON_HEADERS[index].1).unbind()
-    });
-    Some(text.bind(py).clone())
+impl HeaderKey {
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            HeaderKey::Common(index) => COMMON_HEADERS[*index].1,
+            HeaderKey::Other(key) => key,
+        }
+    }
+
+    /// The key as a Python str: a common key's shared one, or a new one.
+    fn py_str<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        match self {
+            HeaderKey::Common(index) => COMMON_KEY_STRS[*index]
+                .get_or_init(py, || {
+                    PyString::intern(py, COMMON_HEADERS[*index].1).unbind()
+                })
+                .bind(py)
+                .clone(),
+            HeaderKey::Other(key) => PyString::new(py, key),
+        }
+    }
 }
 
 impl EnvironTemplate {
@@ -670,19 +693,21 @@ fn hex_value(byte: u8) -> Option<u8> {
     }
 }
 
-/// The environ key of a request header, or `None` for a name with `_` (dropped, so that
-/// `X_Forwarded_For` cannot pose as `X-Forwarded-For`).
-pub fn environ_key(name: &[u8]) -> Option<Cow<'static, str>> {
-    if name.contains(&b'_') {
-        return None;
-    }
+/// The environ key of a request header `name` (a token, as the parsers leave it), or
+/// `None` for a name with `_` (dropped, so that `X_Forwarded_For` cannot pose as
+/// `X-Forwarded-For`).
+pub fn environ_key(name: &[u8]) -> Option<HeaderKey> {
     let mut candidates = COMMON_BY_LENGTH.get(name.len()).copied().unwrap_or(0);
     while candidates != 0 {
-        let (header, key) = &COMMON_HEADERS[candidates.trailing_zeros() as usize];
-        if header.as_bytes().eq_ignore_ascii_case(name) {
-            return Some(Cow::Borrowed(key));
+        let index = candidates.trailing_zeros() as usize;
+        // No common name has `_`, and `_` folded matches none of their bytes.
+        if folded_equals(name, COMMON_HEADERS[index].0.as_bytes()) {
+            return Some(HeaderKey::Common(index));
         }
         candidates &= candidates - 1;
+    }
+    if name.contains(&b'_') {
+        return None;
     }
     let mut key = String::with_capacity(5 + name.len());
     key.push_str("HTTP_");
@@ -690,39 +715,132 @@ pub fn environ_key(name: &[u8]) -> Option<Cow<'static, str>> {
         b'-' => '_',
         other => char::from(other.to_ascii_uppercase()),
     }));
-    Some(Cow::Owned(key))
+    Some(HeaderKey::Other(key))
 }
 
-/// Header fields as environ keys and values, repeated fields joined: cookies with `; `
-/// (RFC 6265), everything else with `,`.
-pub fn merged_headers(
-    headers: &[(bytes::Bytes, bytes::Bytes)],
-) -> Vec<(Cow<'static, str>, Cow<'_, [u8]>)> {
-    let mut merged: Vec<(Cow<'static, str>, Cow<'_, [u8]>)> = Vec::with_capacity(headers.len());
-    for (name, value) in headers {
-        let Some(key) = environ_key(name) else {
-            continue;
-        };
-        if let Some((existing_key, existing)) = merged.iter_mut().find(|(k, _)| *k == key) {
-            let separator: &[u8] = if existing_key == "HTTP_COOKIE" {
-                b"; "
-            } else {
-                b","
-            };
-            let joined = existing.to_mut();
-            joined.extend_from_slice(separator);
-            joined.extend_from_slice(value);
-        } else {
-            merged.push((key, Cow::Borrowed(value.as_ref())));
-        }
+/// Whether the token `name` is `lower` (as long, only `a`-`z` and `-`) without case,
+/// compared eight bytes at a time. Setting bit 5 (`| 0x20`) folds `A`-`Z` onto `a`-`z`; the
+/// only other byte it folds onto one of `lower`'s is CR onto `-`, and CR is no token byte.
+/// `eq_ignore_ascii_case` went byte by byte, ~80 instructions for a browser's typical
+/// header name compared with the table's names of its length.
+fn folded_equals(name: &[u8], lower: &[u8]) -> bool {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let load = |bytes: &[u8], at: usize| {
+        u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"))
+    };
+    let length = name.len();
+    if length != lower.len() {
+        return false;
     }
-    merged
+    if length < 8 {
+        return name
+            .iter()
+            .zip(lower)
+            .all(|(&byte, &low)| byte | 0x20 == low);
+    }
+    let mut at = 0;
+    while at + 8 < length {
+        if load(name, at) | FOLD != load(lower, at) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last eight bytes, overlapping the words before when the length is no multiple.
+    load(name, length - 8) | FOLD == load(lower, length - 8)
+}
+
+/// A header field the request names more than once: its values are joined into one
+/// environ value, cookies with `; ` (RFC 6265), everything else with `,`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RepeatedField {
+    /// The index of its first line, where the joined value goes.
+    pub first: usize,
+    /// The indexes of its other lines, which add nothing more.
+    pub later: Vec<usize>,
+    /// The values joined in order.
+    pub joined: Vec<u8>,
+}
+
+/// The fields `headers` names more than once (names compared without case). Empty, and
+/// found without allocating, in the usual request where no name repeats.
+pub fn repeated_fields(headers: &HeaderFields) -> Vec<RepeatedField> {
+    if !may_repeat(headers) {
+        return Vec::new();
+    }
+    let same = |a: &[u8], b: &[u8]| a.len() == b.len() && a.eq_ignore_ascii_case(b);
+    let mut repeated: Vec<RepeatedField> = Vec::new();
+    for (first, (name, value)) in headers.iter().enumerate() {
+        if (0..first).any(|earlier| same(headers.name(earlier), name)) {
+            continue;
+        }
+        let later: Vec<usize> = (first + 1..headers.len())
+            .filter(|&index| same(headers.name(index), name))
+            .collect();
+        if later.is_empty() {
+            continue;
+        }
+        let separator: &[u8] = if name.eq_ignore_ascii_case(b"cookie") {
+            b"; "
+        } else {
+            b","
+        };
+        let mut joined = value.to_vec();
+        for &index in &later {
+            joined.extend_from_slice(separator);
+            joined.extend_from_slice(headers.value(index));
+        }
+        repeated.push(RepeatedField {
+            first,
+            later,
+            joined,
+        });
+    }
+    repeated
+}
+
+/// Whether two of `headers` may have the same name: false when no two share a signature
+/// in a set of 1,024, which one pass finds. A signature hashes a name's length and its first
+/// and last four bytes, without case: the twenty-odd distinct names a browser sends seldom
+/// share one, two lines of one name always do.
+fn may_repeat(headers: &HeaderFields) -> bool {
+    if headers.len() < 2 {
+        return false;
+    }
+    const BITS: u32 = 10;
+    let mut seen = [0u64; 1 << (BITS - 6)];
+    for (name, _) in headers.iter() {
+        // `| 0x20` folds ASCII upper case onto lower case; other bytes only need to map
+        // the same way in every name.
+        let (first, last) = match name.len() {
+            length @ 4.. => (word(&name[..4]), word(&name[length - 4..])),
+            _ => (word(name), word(name)),
+        };
+        let (first, last) = (first | 0x2020_2020, last | 0x2020_2020);
+        let key = (u64::from(first) | u64::from(last) << 32) ^ name.len() as u64;
+        let signature = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - BITS)) as usize;
+        let (slot, bit) = (signature / 64, 1u64 << (signature % 64));
+        if seen[slot] & bit != 0 {
+            return true;
+        }
+        seen[slot] |= bit;
+    }
+    false
+}
+
+/// Up to four bytes as a little-endian number (four in one load).
+fn word(bytes: &[u8]) -> u32 {
+    match <[u8; 4]>::try_from(bytes) {
+        Ok(four) => u32::from_le_bytes(four),
+        Err(_) => bytes
+            .iter()
+            .rev()
+            .fold(0, |word, &byte| word << 8 | u32::from(byte)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     #[test]
     fn decimals_on_the_stack_match_display() {
@@ -767,25 +885,58 @@ mod tests {
                 _ => format!("HTTP_{}", header.to_ascii_uppercase().replace('-', "_")),
             };
             assert_eq!(key, plain, "{header}");
-            assert!(matches!(environ_key(header.as_bytes()), Some(Cow::Borrowed(k)) if k == key));
         }
-        // Found again by address, whatever the spelling of the name.
+        // Found whatever the spelling of the name.
         for (index, (header, _)) in COMMON_HEADERS.iter().enumerate() {
-            let key = environ_key(header.to_ascii_uppercase().as_bytes()).unwrap();
-            assert_eq!(common_index(&key), Some(index), "{header}");
+            for spelling in [header.to_string(), header.to_ascii_uppercase()] {
+                let key = environ_key(spelling.as_bytes());
+                assert_eq!(key, Some(HeaderKey::Common(index)), "{spelling}");
+            }
         }
-        assert_eq!(common_index(&environ_key(b"X-Custom").unwrap()), None);
-        assert!(matches!(environ_key(b"X-Custom"), Some(Cow::Owned(_))));
+        assert_eq!(COMMON_HEADERS[HOST].0, "host");
+        assert_eq!(
+            environ_key(b"X-Custom"),
+            Some(HeaderKey::Other("HTTP_X_CUSTOM".into()))
+        );
+    }
+
+    #[test]
+    fn folded_comparison_is_case_insensitive_equality_for_tokens() {
+        let tchar: Vec<u8> =
+            b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                .to_vec();
+        for (lower, _) in COMMON_HEADERS {
+            let lower = lower.as_bytes();
+            assert!(folded_equals(lower, lower));
+            assert!(folded_equals(&lower.to_ascii_uppercase(), lower));
+            // Every token byte at every position: equal exactly when it is the same letter.
+            for at in 0..lower.len() {
+                for &byte in &tchar {
+                    let mut name = lower.to_vec();
+                    name[at] = byte;
+                    assert_eq!(
+                        folded_equals(&name, lower),
+                        name.eq_ignore_ascii_case(lower),
+                        "{:?}",
+                        String::from_utf8_lossy(&name)
+                    );
+                }
+            }
+            assert!(!folded_equals(&lower[1..], lower));
+        }
     }
 
     #[test]
     fn header_keys() {
-        assert_eq!(environ_key(b"Host").unwrap(), "HTTP_HOST");
+        assert_eq!(environ_key(b"Host").unwrap().as_str(), "HTTP_HOST");
         assert_eq!(
-            environ_key(b"X-Forwarded-For").unwrap(),
+            environ_key(b"X-Forwarded-For").unwrap().as_str(),
             "HTTP_X_FORWARDED_FOR"
         );
-        assert_eq!(environ_key(b"content-TYPE").unwrap(), "CONTENT_TYPE");
+        assert_eq!(
+            environ_key(b"content-TYPE").unwrap().as_str(),
+            "CONTENT_TYPE"
+        );
         assert_eq!(environ_key(b"X_Forwarded_For"), None);
     }
 
@@ -815,17 +966,64 @@ mod tests {
 
     #[test]
     fn repeated_headers_are_joined() {
-        let headers = vec![
-            (Bytes::from_static(b"Accept"), Bytes::from_static(b"a")),
-            (Bytes::from_static(b"Cookie"), Bytes::from_static(b"x=1")),
-            (Bytes::from_static(b"accept"), Bytes::from_static(b"b")),
-            (Bytes::from_static(b"cookie"), Bytes::from_static(b"y=2")),
-            (Bytes::from_static(b"X_Evil"), Bytes::from_static(b"no")),
+        let headers = HeaderFields::from_pairs(&[
+            ("Accept", "a"),
+            ("Cookie", "x=1"),
+            ("accept", "b"),
+            ("cookie", "y=2"),
+            ("X_Evil", "no"),
+        ]);
+        assert_eq!(
+            repeated_fields(&headers),
+            vec![
+                RepeatedField {
+                    first: 0,
+                    later: vec![2],
+                    joined: b"a,b".to_vec()
+                },
+                RepeatedField {
+                    first: 1,
+                    later: vec![3],
+                    joined: b"x=1; y=2".to_vec()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn distinct_names_are_found_without_the_full_comparison() {
+        let names = [
+            "Host",
+            "User-Agent",
+            "Accept",
+            "Accept-Language",
+            "Accept-Encoding",
+            "Connection",
+            "Referer",
+            "Cookie",
+            "Upgrade-Insecure-Requests",
+            "Sec-Fetch-Dest",
+            "Sec-Fetch-Mode",
+            "Sec-Fetch-Site",
         ];
-        let merged = merged_headers(&headers);
-        assert_eq!(merged.len(), 2);
-        assert_eq!(merged[0].0, "HTTP_ACCEPT");
-        assert_eq!(&*merged[0].1, b"a,b");
-        assert_eq!(&*merged[1].1, b"x=1; y=2");
+        let with_values = |names: &[&str]| {
+            let pairs: Vec<_> = names.iter().map(|name| (*name, "")).collect();
+            HeaderFields::from_pairs(&pairs)
+        };
+        let browser = with_values(&names);
+        assert!(!may_repeat(&browser));
+        assert!(repeated_fields(&browser).is_empty());
+        // A name twice, in any case, is always a suspect.
+        let twice = with_values(&[&names[..], &["ACCEPT-language"]].concat());
+        assert!(may_repeat(&twice));
+        assert_eq!(repeated_fields(&twice).len(), 1);
+        // Names that only share a signature (`| 0x20` maps `^` to `~`, as it maps `A` to
+        // `a`) are not joined.
+        let alike = HeaderFields::from_pairs(&[("X^", "1"), ("X~", "2")]);
+        assert!(
+            may_repeat(&alike),
+            "the test needs two names with one signature"
+        );
+        assert!(repeated_fields(&alike).is_empty());
     }
 }
