@@ -15,6 +15,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pyo3::Python;
 
+use crate::whole_body::WholeBody;
+
 /// The protocol version a request was made with, reported as `SERVER_PROTOCOL`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -305,11 +307,11 @@ pub trait ResponseSink: Send + Sync {
         &mut self,
         py: Python<'_>,
         head: ResponseHead,
-        body: Vec<Bytes>,
+        body: WholeBody,
     ) -> Result<(), Disconnected> {
         self.send_head(py, head)?;
         if self.wants_body() {
-            for chunk in body {
+            for chunk in body.into_pieces() {
                 if !chunk.is_empty() {
                     self.send_chunk(py, chunk)?;
                 }

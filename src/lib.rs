@@ -51,6 +51,7 @@ pub mod server;
 pub mod static_files;
 pub mod tls;
 pub mod uwsgi;
+pub mod whole_body;
 pub mod wsgi;
 
 #[cfg(test)]

@@ -397,7 +397,7 @@ impl<S: Socket> Connection<S> {
                 let mut bytes = Vec::new();
                 encode_head(&mut bytes, &head);
                 codec::encode_stream(self.out.staging(), codec::STDOUT, response.id, &bytes);
-                for chunk in body {
+                for chunk in body.into_pieces() {
                     self.stdout(chunk, response);
                 }
                 Ok(Some(ResponseEnd::Complete))

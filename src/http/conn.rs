@@ -25,15 +25,14 @@ use crate::http::request::{parse_head, BodyFraming, ParsedHead, Rejection};
 use crate::http::response::{
     choose_framing, chunk_header, encode_head, ResponseFraming, LAST_CHUNK,
 };
-use crate::http::sink::{
-    CompleteResponse, HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE,
-};
+use crate::http::sink::{HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE};
 use crate::http::writer::OutQueue;
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
 use crate::overdue::OverdueWait;
 use crate::server::stop::StopWait;
 use crate::static_files::http1::write_response as write_static;
+use crate::whole_body::WholeBody;
 
 /// How long an idle connection waits for a last request while the server stops.
 pub const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
@@ -668,11 +667,16 @@ impl<S: Socket> Connection<S> {
                 self.body_file(file, offset, len, response).await?;
                 Ok(None)
             }
-            ResponseEvent::Complete(complete) => {
-                let CompleteResponse { head, body } = *complete;
-                self.start_response(&head, response, pump);
-                for chunk in body {
-                    self.body_chunk(chunk, response);
+            ResponseEvent::Complete(mut complete) => {
+                // Read in its box: moving the response out would copy it.
+                self.start_response(&complete.head, response, pump);
+                match &mut complete.body {
+                    WholeBody::Small(small) => self.body_slice(small.as_slice(), response),
+                    WholeBody::Pieces(pieces) => {
+                        for chunk in pieces.drain(..) {
+                            self.body_chunk(chunk, response);
+                        }
+                    }
                 }
                 Ok(Some(self.end_response(ResponseEnd::Complete, response)))
             }
@@ -727,6 +731,25 @@ impl<S: Socket> Connection<S> {
             self.out.put_slice(b"\r\n");
         } else {
             self.out.push(chunk);
+        }
+    }
+
+    /// [`body_chunk`](Self::body_chunk) for bytes held inline (a small whole body): copied
+    /// into the staging buffer.
+    fn body_slice(&mut self, bytes: &[u8], response: &mut ResponseState) {
+        let Some(framing) = Self::sends_body(response) else {
+            return;
+        };
+        if bytes.is_empty() {
+            return;
+        }
+        response.body_bytes += bytes.len() as u64;
+        if framing == ResponseFraming::Chunked {
+            chunk_header(self.out.staging(), bytes.len());
+            self.out.put_slice(bytes);
+            self.out.put_slice(b"\r\n");
+        } else {
+            self.out.put_slice(bytes);
         }
     }
 

@@ -15,6 +15,7 @@ use crate::gateway::{
     BodyError, BodySource, Disconnected, ResponseEnd, ResponseHead, ResponseSink,
 };
 use crate::server::driver;
+use crate::whole_body::WholeBody;
 
 /// What the Python side tells the connection task about the response.
 ///
@@ -47,8 +48,8 @@ pub enum ResponseEvent {
 pub struct CompleteResponse {
     /// The head.
     pub head: ResponseHead,
-    /// The body pieces.
-    pub body: Vec<Bytes>,
+    /// The body.
+    pub body: WholeBody,
 }
 
 // Keeps the channel block (32 events) under 1 KiB: see ResponseEvent.
@@ -137,9 +138,13 @@ impl ResponseSink for HttpSink {
         &mut self,
         py: Python<'_>,
         head: ResponseHead,
-        body: Vec<Bytes>,
+        body: WholeBody,
     ) -> Result<(), Disconnected> {
-        let body = if self.wants_body { body } else { Vec::new() };
+        let body = if self.wants_body {
+            body
+        } else {
+            WholeBody::default()
+        };
         self.ended = true;
         self.send_last(
             py,

@@ -418,6 +418,7 @@ impl StreamWriter<'_> {
             }
             ResponseEvent::Complete(complete) => {
                 let CompleteResponse { head, body } = *complete;
+                let body = body.into_pieces();
                 let empty = body.iter().all(|chunk| chunk.is_empty());
                 self.send_head(&head, empty)?;
                 for chunk in body {

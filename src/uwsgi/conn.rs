@@ -251,7 +251,7 @@ impl<S: Socket + std::os::fd::AsFd> Connection<S> {
                 let mut bytes = Vec::new();
                 encode_http_head(&mut bytes, &head);
                 self.out.put_slice(&bytes);
-                for chunk in body {
+                for chunk in body.into_pieces() {
                     *body_bytes += chunk.len() as u64;
                     self.out.push(chunk);
                 }

@@ -16,6 +16,7 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::gateway::{Exchange, RequestBody, RequestForm};
+use crate::whole_body::WholeBody;
 use crate::wsgi::environ::{EnvironTemplate, TemplateOptions};
 use crate::wsgi::errors::ErrorStream;
 use crate::wsgi::file_wrapper::FileWrapper;
@@ -272,27 +273,27 @@ fn send_result(
     responder.borrow_mut().finish(py).map_err(Fault::from)
 }
 
-/// The items of a list or tuple body as buffers, checking each is bytes.
-fn collect_bytes<'py>(items: impl Iterator<Item = Bound<'py, PyAny>>) -> Result<Vec<Bytes>, Fault> {
-    items
-        .enumerate()
-        .map(|(index, item)| {
-            let bytes = item.cast::<PyBytes>().map_err(|_| {
-                Fault::Rule(format!(
-                    "item {index} of the response body is a {}, not bytes",
-                    type_name(&item)
-                ))
-            })?;
-            let data = bytes.as_bytes();
-            Ok(
-                if data.len() < crate::wsgi::responder::ZERO_COPY_THRESHOLD {
-                    Bytes::copy_from_slice(data)
-                } else {
-                    Bytes::from_owner(PyBackedBytes::from(bytes.clone()))
-                },
-            )
-        })
-        .collect()
+/// The items of a list or tuple body, checking each is bytes: a small body copied inline,
+/// a larger one as pieces.
+fn collect_bytes<'py>(items: impl Iterator<Item = Bound<'py, PyAny>>) -> Result<WholeBody, Fault> {
+    let mut body = WholeBody::default();
+    for (index, item) in items.enumerate() {
+        let bytes = item.cast::<PyBytes>().map_err(|_| {
+            Fault::Rule(format!(
+                "item {index} of the response body is a {}, not bytes",
+                type_name(&item)
+            ))
+        })?;
+        let data = bytes.as_bytes();
+        body.push(data, || {
+            if data.len() < crate::wsgi::responder::ZERO_COPY_THRESHOLD {
+                Bytes::copy_from_slice(data)
+            } else {
+                Bytes::from_owner(PyBackedBytes::from(bytes.clone()))
+            }
+        });
+    }
+    Ok(body)
 }
 
 /// When a file wrapper wraps a real file: a duplicate of its descriptor, the current

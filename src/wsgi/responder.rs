@@ -13,6 +13,7 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::gateway::{Disconnected, ResponseEnd, ResponseHead, ResponseSink};
+use crate::whole_body::WholeBody;
 use crate::wsgi::head;
 use crate::wsgi::input::ClientDisconnected;
 use crate::wsgi::known::{HeaderName, KnownStrings};
@@ -278,10 +279,10 @@ impl Responder {
 
     /// Sends a whole body known up front (a list or tuple of bytes) with its computed
     /// Content-Length, unless the app declared one.
-    pub fn send_all(&mut self, py: Python<'_>, chunks: Vec<Bytes>) -> Result<(), SendError> {
+    pub fn send_all(&mut self, py: Python<'_>, body: WholeBody) -> Result<(), SendError> {
         if self.headers_sent {
             // The app used write() first: the rest follows as ordinary body pieces.
-            for chunk in chunks {
+            for chunk in body.into_pieces() {
                 self.send_body(py, &PyBytes::new(py, &chunk))?;
             }
             return self.finish(py);
@@ -297,23 +298,22 @@ impl Responder {
             // No body goes out (1xx/204/304, or a HEAD request, whose app may declare the
             // GET's Content-Length and return nothing): lengths need not match.
             if !bodiless {
-                let total = chunks.iter().map(|c| c.len() as u64).sum();
-                head.content_length.get_or_insert(total);
+                head.content_length.get_or_insert(body.len());
             }
             self.headers_sent = true;
             self.finished = true;
             return self
                 .sink
-                .send_complete(py, head, Vec::new())
+                .send_complete(py, head, WholeBody::default())
                 .map_err(disconnected);
         }
-        let total: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        let total = body.len();
         let declared = *head.content_length.get_or_insert(total);
         let mut end = ResponseEnd::Complete;
-        let mut body = chunks;
+        let mut body = body;
         if total > declared {
             self.truncated = true;
-            body = cut(body, declared);
+            body.truncate(declared);
         } else if total < declared {
             end = ResponseEnd::Aborted;
         }
@@ -328,7 +328,7 @@ impl Responder {
         }
         self.sink.send_head(py, head).map_err(disconnected)?;
         if self.sink.wants_body() {
-            for chunk in body {
+            for chunk in body.into_pieces() {
                 self.sink.send_chunk(py, chunk).map_err(disconnected)?;
             }
         }
@@ -425,7 +425,9 @@ impl Responder {
         self.status = 500;
         self.headers_sent = true;
         // A client that is gone cannot be told; nothing else to do.
-        let _ = self.sink.send_complete(py, head, vec![body]);
+        let _ = self
+            .sink
+            .send_complete(py, head, WholeBody::from(vec![body]));
     }
 
     /// Marks the response as ended without telling the client anything more (the client
@@ -440,21 +442,6 @@ impl Responder {
 
 fn disconnected(_: Disconnected) -> SendError {
     SendError::Disconnected
-}
-
-fn cut(chunks: Vec<Bytes>, mut limit: u64) -> Vec<Bytes> {
-    let mut out = Vec::with_capacity(chunks.len());
-    for mut chunk in chunks {
-        if limit == 0 {
-            break;
-        }
-        if chunk.len() as u64 > limit {
-            chunk.truncate(limit as usize);
-        }
-        limit -= chunk.len() as u64;
-        out.push(chunk);
-    }
-    out
 }
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {

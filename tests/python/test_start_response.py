@@ -277,3 +277,47 @@ def test_constant_headers_are_sent_as_given_request_after_request(serve_app):
         raw = read_until_close(sock)
         assert b"\r\nConnection: close\r\n" in raw
         assert f"/close {attempt}".encode() in raw
+
+
+# --- a body handed over whole (a list), small and large ----------------------------------
+
+def _pieces(sizes):
+    return b"".join(bytes([97 + index % 26]) * size for index, size in enumerate(sizes))
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [[], [0], [13], [96], [97], [95, 1], [95, 2], [50, 46, 1], [0, 96, 0], [200],
+     [10, 200, 10], [1] * 100],
+    ids=lambda sizes: ",".join(map(str, sizes[:4])) + ("..." if len(sizes) > 4 else ""),
+)
+def test_list_bodies_arrive_whole_with_their_length(serve_app, sizes):
+    """Small list bodies travel inline, larger ones as pieces (the inline buffer holds 96
+    bytes): every byte arrives in order, with the summed Content-Length, on one connection
+    that stays usable. (wsgiref.validate hands the server an iterator instead of the list,
+    which is sent chunked.)"""
+    server = serve_app("wsgi_apps:list_body_app")
+    sock = server.connect()
+    query = ",".join(map(str, sizes))
+    for _ in range(2):
+        response = get(server, f"/?sizes={query}", sock=sock)
+        assert response.status == 200
+        if not serve_app.validated:
+            assert response.getheader("Content-Length") == str(sum(sizes))
+        assert response.body == _pieces(sizes)
+
+
+def test_list_body_longer_than_its_declared_length_is_cut(serve_app):
+    server = serve_app("wsgi_apps:list_body_app")
+    sock = server.connect()
+    for sizes, declared in [([60, 60], 100), ([200, 5], 150), ([40], 7)]:
+        query = ",".join(map(str, sizes))
+        response = get(server, f"/?sizes={query}&declared={declared}", sock=sock)
+        assert response.getheader("Content-Length") == str(declared)
+        assert response.body == _pieces(sizes)[:declared]
+    sock.sendall(b"HEAD /?sizes=97 HTTP/1.1\r\nHost: x\r\n\r\n")
+    response = ResponseReader(sock).read(method="HEAD")
+    if not serve_app.validated:
+        assert response.getheader("Content-Length") == "97"
+    assert response.body == b""
+    assert get(server, "/?sizes=3", sock=sock).body == b"aaa"
