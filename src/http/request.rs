@@ -288,9 +288,11 @@ impl HeadRules {
             } else if name.eq_ignore_ascii_case(b"host") {
                 hosts += 1;
             } else if name.eq_ignore_ascii_case(b"connection") {
-                // What browsers send, without splitting the value into tokens.
+                // What clients send, without splitting the value into tokens.
                 if value.eq_ignore_ascii_case(b"keep-alive") {
                     keep_alive_token = true;
+                } else if value.eq_ignore_ascii_case(b"close") {
+                    close = true;
                 } else {
                     close |= has_token(value, "close");
                     keep_alive_token |= has_token(value, "keep-alive");
@@ -451,6 +453,19 @@ mod tests {
                 .unwrap()
                 .keep_alive
         );
+        // The whole value taken at once, in any case, and token lists split.
+        let keeps = |head: &[u8]| parse(head).unwrap().unwrap().keep_alive;
+        assert!(!keeps(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: CLOSE\r\n\r\n"
+        ));
+        assert!(!keeps(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, close\r\n\r\n"
+        ));
+        assert!(keeps(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        assert!(keeps(
+            b"GET / HTTP/1.0\r\nConnection: upgrade, keep-alive\r\n\r\n"
+        ));
+        assert!(!keeps(b"GET / HTTP/1.0\r\nConnection: closed\r\n\r\n"));
     }
 
     #[test]
