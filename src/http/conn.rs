@@ -721,35 +721,34 @@ impl<S: Socket> Connection<S> {
     }
 
     fn body_chunk(&mut self, chunk: Bytes, response: &mut ResponseState) {
-        let Some(framing) = Self::sends_body(response) else {
-            return;
-        };
-        response.body_bytes += chunk.len() as u64;
-        if framing == ResponseFraming::Chunked {
-            chunk_header(self.out.staging(), chunk.len());
-            self.out.push(chunk);
-            self.out.put_slice(b"\r\n");
-        } else {
-            self.out.push(chunk);
-        }
+        self.body_piece(chunk.len(), response, |out| out.push(chunk));
     }
 
     /// [`body_chunk`](Self::body_chunk) for bytes held inline (a small whole body): copied
     /// into the staging buffer.
     fn body_slice(&mut self, bytes: &[u8], response: &mut ResponseState) {
+        if !bytes.is_empty() {
+            self.body_piece(bytes.len(), response, |out| out.put_slice(bytes));
+        }
+    }
+
+    /// Frames `len` body bytes that `write` queues, unless the response sends no body.
+    fn body_piece(
+        &mut self,
+        len: usize,
+        response: &mut ResponseState,
+        write: impl FnOnce(&mut OutQueue),
+    ) {
         let Some(framing) = Self::sends_body(response) else {
             return;
         };
-        if bytes.is_empty() {
-            return;
-        }
-        response.body_bytes += bytes.len() as u64;
+        response.body_bytes += len as u64;
         if framing == ResponseFraming::Chunked {
-            chunk_header(self.out.staging(), bytes.len());
-            self.out.put_slice(bytes);
+            chunk_header(self.out.staging(), len);
+            write(&mut self.out);
             self.out.put_slice(b"\r\n");
         } else {
-            self.out.put_slice(bytes);
+            write(&mut self.out);
         }
     }
 

@@ -9,9 +9,10 @@
 //! can take the address of one while its entry lives, and an address compared equal is the
 //! very same object.
 //!
-//! The cache is small and direct-mapped: an entry is found or replaced in one step, and a
-//! str the app makes afresh for each response (a computed `Content-Length`) only replaces
-//! one entry when it is checked the ordinary way.
+//! The cache is small and two-way set-associative by address: an entry is found by looking
+//! at two slots, and a str the app makes afresh for each response (a computed
+//! `Content-Length`) costs one replaced entry besides the ordinary checks. (Direct-mapped,
+//! the hello app's two header names had landed in one slot and evicted each other.)
 
 use bytes::Bytes;
 use pyo3::exceptions::PyValueError;
