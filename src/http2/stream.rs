@@ -273,9 +273,8 @@ fn check_limits(ctx: &ConnContext, headers: &HeaderFields) -> Option<(u16, Strin
     }
     if limits.body > 0 {
         let declared = headers
-            .iter()
-            .find(|(n, _)| *n == b"content-length")
-            .and_then(|(_, v)| crate::wsgi::head::parse_content_length(v));
+            .get(b"content-length")
+            .and_then(crate::wsgi::head::parse_content_length);
         if declared.is_some_and(|length| length > limits.body) {
             return Some((
                 413,

@@ -767,7 +767,7 @@ pub fn repeated_fields(headers: &HeaderFields) -> Vec<RepeatedField> {
     if !may_repeat(headers) {
         return Vec::new();
     }
-    let same = |a: &[u8], b: &[u8]| a.len() == b.len() && a.eq_ignore_ascii_case(b);
+    let same = |a: &[u8], b: &[u8]| a.eq_ignore_ascii_case(b);
     let mut repeated: Vec<RepeatedField> = Vec::new();
     for (first, (name, value)) in headers.iter().enumerate() {
         if (0..first).any(|earlier| same(headers.name(earlier), name)) {
