@@ -78,7 +78,7 @@ pub struct RequestHead {
     /// The peer that sent the request.
     pub peer: Peer,
     /// The peer's `REMOTE_ADDR` and `REMOTE_PORT`, shared by the requests of a connection.
-    pub peer_strings: Arc<crate::wsgi::environ::PeerStrings>,
+    pub peer_environ: Arc<crate::wsgi::environ::PeerEnviron>,
     /// The listener the request arrived on.
     pub listener: Arc<ListenerInfo>,
 }

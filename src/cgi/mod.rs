@@ -67,12 +67,12 @@ pub fn run(py: Python<'_>, app: Py<PyAny>) -> PyResult<bool> {
     )?;
     bridge.handle(
         py,
-        Exchange {
+        Box::new(Exchange {
             head: RequestForm::Cgi(request),
             body,
             sink: Box::new(sink),
             on_overdue: None,
-        },
+        }),
         &mut ResponderCache::default(),
     );
     Ok(outcome.get() == Outcome::Complete)

@@ -20,6 +20,7 @@ use crate::fastcgi::codec::{self, CodecError, Limits, Record};
 use crate::gateway::{BodyError, CgiRequest, Exchange, RequestBody, RequestForm, ResponseEnd};
 use crate::http::body::READ_SIZE;
 use crate::http::conn::Socket;
+use crate::http::handoff::{self, TryRecvError};
 use crate::http::sink::{
     BodyMessage, CompleteResponse, HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE,
     RESPONSE_QUEUE,
@@ -268,13 +269,13 @@ impl<S: Socket> Connection<S> {
             }
         };
         let is_head = request.is_head();
-        let (events_tx, mut events) = mpsc::channel(RESPONSE_QUEUE);
-        let exchange = Exchange {
+        let (events_tx, mut events) = handoff::channel(RESPONSE_QUEUE);
+        let exchange = Box::new(Exchange {
             head: RequestForm::Cgi(request),
             body,
             sink: Box::new(HttpSink::new(events_tx, is_head)),
             on_overdue: None,
-        };
+        });
         if !self.ctx.dispatch(exchange) {
             tracing::info!("FastCGI request refused: the server is shutting down");
             crate::metrics::refused();
@@ -335,7 +336,7 @@ impl<S: Socket> Connection<S> {
     async fn on_events(
         &mut self,
         first: Option<ResponseEvent>,
-        events: &mut mpsc::Receiver<ResponseEvent>,
+        events: &mut handoff::Receiver<ResponseEvent>,
         response: &mut ResponseState,
     ) -> io::Result<Option<ResponseEnd>> {
         let mut next = first;
@@ -354,8 +355,8 @@ impl<S: Socket> Connection<S> {
             }
             next = match events.try_recv() {
                 Ok(event) => Some(event),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => None,
             };
         }
         self.out

@@ -21,6 +21,7 @@ use crate::gateway::{
 use crate::http::body::{BodyBounds, BodyDecoder, BodyPump, READ_SIZE};
 use crate::http::buffers;
 use crate::http::chunked::{ChunkedDecoder, Decoded};
+use crate::http::handoff::{self, TryRecvError};
 use crate::http::request::{parse_head, BodyFraming, ParsedHead, Rejection};
 use crate::http::response::{
     choose_framing, chunk_header, encode_head, ResponseFraming, LAST_CHUNK,
@@ -140,7 +141,7 @@ pub async fn serve_connection_buffered<S: Socket>(
         buf,
         out: OutQueue::new(),
         peer,
-        peer_strings: Some(Arc::default()),
+        peer_environ: Some(Arc::default()),
         listener,
         idle_timer: Box::pin(tokio::time::sleep(ctx.limits.header_timeout)),
         stop: StopWait::new(&ctx.stop_notice),
@@ -161,11 +162,12 @@ struct Connection<S> {
     /// The peer as the environ shows it, made once for all the connection's requests.
     /// The last request takes it, so that it is dropped with its request on the Python
     /// thread (a Python object dropped here, without the GIL, is queued for later).
-    peer_strings: Option<Arc<crate::wsgi::environ::PeerStrings>>,
+    peer_environ: Option<Arc<crate::wsgi::environ::PeerEnviron>>,
     listener: Arc<ListenerInfo>,
-    /// The keep-alive and header deadline, one timer for the connection's life: moving a
-    /// registered timer later is a lock-free update in tokio, while a new `Sleep` per
-    /// request took the timer driver's lock to register and again to deregister.
+    /// The keep-alive and header deadline, one timer for the connection's life: a new
+    /// `Sleep` per request took the timer driver's lock to register and again to
+    /// deregister. It may be set earlier than the deadline of the wait in progress, never
+    /// later (see [`read_head`](Self::read_head)).
     idle_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     /// The server's stop, which an idle connection waits for beside its read, registered
     /// once for the connection's life (see [`crate::server::stop`]).
@@ -208,7 +210,7 @@ impl<S: Socket> Connection<S> {
         let mut first = true;
         // One response channel for the connection's life: its requests are served one
         // after the other, and a channel per request cost an allocation of its block.
-        let (events_tx, mut events) = mpsc::channel(RESPONSE_QUEUE);
+        let (events_tx, mut events) = handoff::channel(RESPONSE_QUEUE);
         // Likewise one overdue signal, and the number of the request now served.
         let mut overdue = OverdueWait::new();
         let mut request = 0u64;
@@ -238,7 +240,7 @@ impl<S: Socket> Connection<S> {
     async fn read_head(&mut self, first: bool) -> io::Result<Option<ParsedHead>> {
         let limits = self.ctx.limits;
         let mut head_deadline = first.then(|| Instant::now() + limits.header_timeout);
-        loop {
+        'head: loop {
             if !self.buf.is_empty() {
                 match parse_head(&mut self.buf, &limits) {
                     Ok(Some(parsed)) => return Ok(Some(parsed)),
@@ -257,7 +259,7 @@ impl<S: Socket> Connection<S> {
             // would fail that request. One that arrives is served with Connection: close.
             // The engine sets the watch before it tells the stop notice: a stop after this
             // read of the value makes the wait below ready.
-            let stopping = *self.ctx.shutdown.borrow();
+            let stopping = self.ctx.stopping();
             let idle_limit = if stopping {
                 SHUTDOWN_LINGER
             } else {
@@ -271,33 +273,46 @@ impl<S: Socket> Connection<S> {
                 None => Instant::now() + idle_limit,
             };
             self.buf.reserve(READ_SIZE);
-            self.idle_timer.as_mut().reset(deadline.into());
+            // The timer is moved earlier at once, but never later: a keep-alive connection's
+            // deadline moves later with every request, and resetting the timer each time
+            // cost ~190 instructions per request. A timer that fires before the deadline is
+            // set again to it then, once per timer period instead of once per request.
+            if deadline < self.idle_timer.deadline().into_std() {
+                self.idle_timer.as_mut().reset(deadline.into());
+            }
             // Biased: the read is tried first (it is what a busy connection is waiting for),
             // and no random branch order is drawn per poll.
-            let read = tokio::select! {
-                biased;
-                read = self.stream.read_buf(&mut self.buf) => read?,
-                () = self.stop.stopped(), if idle && !stopping => {
-                    // Told without the watch set: the engine went away without a stop.
-                    if !*self.ctx.shutdown.borrow() {
+            let read = loop {
+                break tokio::select! {
+                    biased;
+                    read = self.stream.read_buf(&mut self.buf) => read?,
+                    () = self.stop.stopped(), if idle && !stopping => {
+                        // Told without the watch set: the engine went away without a stop.
+                        if !*self.ctx.shutdown.borrow() {
+                            return Ok(None);
+                        }
+                        continue 'head;
+                    }
+                    () = self.idle_timer.as_mut() => {
+                        if Instant::now() < deadline {
+                            // Set for an earlier deadline than this wait's.
+                            self.idle_timer.as_mut().reset(deadline.into());
+                            continue;
+                        }
+                        if !self.buf.is_empty() {
+                            crate::metrics::refused();
+                            self.reject(Rejection {
+                                status: 408,
+                                detail: format!(
+                                    "request head not complete within --header-timeout {}s",
+                                    limits.header_timeout.as_secs_f64()
+                                ),
+                            })
+                            .await;
+                        }
                         return Ok(None);
                     }
-                    continue;
-                }
-                () = self.idle_timer.as_mut() => {
-                    if !self.buf.is_empty() {
-                        crate::metrics::refused();
-                        self.reject(Rejection {
-                            status: 408,
-                            detail: format!(
-                                "request head not complete within --header-timeout {}s",
-                                limits.header_timeout.as_secs_f64()
-                            ),
-                        })
-                        .await;
-                    }
-                    return Ok(None);
-                }
+                };
             };
             if read == 0 {
                 // The client closed; a partial head cannot be answered.
@@ -354,8 +369,8 @@ impl<S: Socket> Connection<S> {
     async fn serve_request(
         &mut self,
         parsed: ParsedHead,
-        events_tx: &mpsc::Sender<ResponseEvent>,
-        events: &mut mpsc::Receiver<ResponseEvent>,
+        events_tx: &handoff::Sender<ResponseEvent>,
+        events: &mut handoff::Receiver<ResponseEvent>,
         (overdue, request): (&mut OverdueWait, u64),
     ) -> io::Result<bool> {
         // Only the access log needs the request's duration.
@@ -384,7 +399,7 @@ impl<S: Socket> Connection<S> {
                 // A request body is not read: the connection ends after the answer.
                 let keep_alive = keep_alive
                     && matches!(framing, BodyFraming::Empty | BodyFraming::Length(0))
-                    && !*self.ctx.shutdown.borrow();
+                    && !self.ctx.stopping();
                 let status = answer.status;
                 let timeout = self.ctx.limits.write_timeout;
                 let (stream, out) = (&mut self.stream, &mut self.out);
@@ -423,19 +438,19 @@ impl<S: Socket> Connection<S> {
             protocol,
             headers,
             peer: self.peer.clone(),
-            peer_strings: if keep_alive {
-                self.peer_strings.clone().unwrap_or_default()
+            peer_environ: if keep_alive {
+                self.peer_environ.clone().unwrap_or_default()
             } else {
-                self.peer_strings.take().unwrap_or_default()
+                self.peer_environ.take().unwrap_or_default()
             },
             listener: Arc::clone(&self.listener),
         };
-        let exchange = Exchange {
+        let exchange = Box::new(Exchange {
             head: RequestForm::Http(head),
             body,
             sink: Box::new(HttpSink::new(events_tx.clone(), is_head)),
             on_overdue: Some(overdue.hook(request)),
-        };
+        });
         if !self.ctx.dispatch(exchange) {
             crate::metrics::refused();
             self.reject(Rejection {
@@ -617,7 +632,7 @@ impl<S: Socket> Connection<S> {
     async fn on_events(
         &mut self,
         first: Option<ResponseEvent>,
-        events: &mut mpsc::Receiver<ResponseEvent>,
+        events: &mut handoff::Receiver<ResponseEvent>,
         response: &mut ResponseState,
         pump: &BodyPump,
     ) -> io::Result<Option<ResponseEnd>> {
@@ -638,8 +653,8 @@ impl<S: Socket> Connection<S> {
             }
             next = match events.try_recv() {
                 Ok(event) => Some(event),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => None,
             };
         }
         self.out
@@ -700,7 +715,7 @@ impl<S: Socket> Connection<S> {
             && !pump.body_unrequested()
             && !pump.broken()
             && !(100..200).contains(&head.status)
-            && !*self.ctx.shutdown.borrow();
+            && !self.ctx.stopping();
         response.framing = Some(framing);
         let staging = self.out.staging();
         encode_head(

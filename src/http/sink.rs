@@ -1,8 +1,8 @@
 //! The two channels between a connection task and the Python thread running its request.
 //!
 //! [`HttpSink`] turns the bridge's response calls into [`ResponseEvent`]s for the
-//! connection task; [`HttpBodySource`] receives the request body the connection task
-//! reads. Both channels are bounded, so a slow client slows the app down instead of
+//! connection task (through [`handoff`]); [`HttpBodySource`] receives the request body the
+//! connection task reads. Both channels are bounded, so a slow client slows the app down instead of
 //! growing memory, and both wait with the GIL released.
 
 use std::fs::File;
@@ -14,15 +14,14 @@ use tokio::sync::{mpsc, oneshot};
 use crate::gateway::{
     BodyError, BodySource, Disconnected, ResponseEnd, ResponseHead, ResponseSink,
 };
+use crate::http::handoff::{self, TrySendError};
 use crate::server::driver;
 use crate::whole_body::WholeBody;
 
 /// What the Python side tells the connection task about the response.
 ///
-/// The large payloads are boxed so the enum stays at 24 bytes: tokio's channel allocates
-/// its slots in blocks of 32, and with the payloads inline (104 bytes) each request's
-/// channel allocated a 3.3 KiB block, beyond malloc's thread cache and in the range where
-/// glibc consolidates its fast bins first. Boxed, the block is under 1 KiB.
+/// The large payloads are boxed so the enum stays at 24 bytes: the channel's ring holds
+/// [`RESPONSE_QUEUE`] of them, and a move of an event is three words.
 pub enum ResponseEvent {
     /// The head; body events follow.
     Head(Box<ResponseHead>),
@@ -52,7 +51,7 @@ pub struct CompleteResponse {
     pub body: WholeBody,
 }
 
-// Keeps the channel block (32 events) under 1 KiB: see ResponseEvent.
+// Keeps events three words: see ResponseEvent.
 const _: () = assert!(std::mem::size_of::<ResponseEvent>() <= 24);
 
 /// How many response events may wait for the connection task.
@@ -60,30 +59,30 @@ pub const RESPONSE_QUEUE: usize = 16;
 
 /// The response sink of one HTTP request.
 pub struct HttpSink {
-    events: mpsc::Sender<ResponseEvent>,
+    events: handoff::Sender<ResponseEvent>,
     wants_body: bool,
     /// The response's last event (`End` or `Complete`) was handed over.
     ended: bool,
-    /// The driver's turn in which the last event was sent from inside the runtime.
-    sent_in_turn: Option<u64>,
 }
 
 impl HttpSink {
     /// A sink sending to `events`; `is_head` for HEAD requests.
-    pub fn new(events: mpsc::Sender<ResponseEvent>, is_head: bool) -> Self {
+    pub fn new(events: handoff::Sender<ResponseEvent>, is_head: bool) -> Self {
         HttpSink {
             events,
             wants_body: !is_head,
             ended: false,
-            sent_in_turn: None,
         }
     }
 
     fn send(&mut self, py: Python<'_>, event: ResponseEvent) -> Result<(), Disconnected> {
-        let events = &self.events;
-        match driver::in_runtime(&mut self.sent_in_turn, || events.try_send(event)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(event)) => {
+        match self.events.try_send(event) {
+            Ok(waker) => {
+                driver::wake_soon(waker);
+                Ok(())
+            }
+            Err(TrySendError::Full(event)) => {
+                let events = &self.events;
                 crate::metrics::detach_timed(py, || match driver::Runner::current() {
                     // The connection task makes room by writing to its client, on the
                     // runtime this runner drives.
@@ -92,20 +91,16 @@ impl HttpSink {
                 })
                 .map_err(|_| Disconnected)
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Disconnected),
+            Err(TrySendError::Closed(_)) => Err(Disconnected),
         }
     }
 
-    /// Sends the response's last event; on a runner thread of the `--threads 1` driver it
-    /// waits for the runner's next turn at the runtime instead (no cross-thread wake).
-    fn send_last(&mut self, py: Python<'_>, event: ResponseEvent) -> Result<(), Disconnected> {
-        if self.events.is_closed() {
-            return Err(Disconnected);
-        }
-        match crate::server::driver::defer_last_event(&self.events, event) {
-            Ok(()) => Ok(()),
-            Err(event) => self.send(py, event),
-        }
+    /// Sends the response's last event, which never waits for room.
+    fn send_last(&mut self, event: ResponseEvent) -> Result<(), Disconnected> {
+        self.ended = true;
+        let waker = self.events.send_last(event).map_err(|_| Disconnected)?;
+        driver::wake_soon(waker);
+        Ok(())
     }
 }
 
@@ -128,15 +123,14 @@ impl ResponseSink for HttpSink {
         self.send(py, ResponseEvent::File { file, offset, len })
     }
 
-    fn finish(&mut self, py: Python<'_>, end: ResponseEnd) {
-        self.ended = true;
+    fn finish(&mut self, _py: Python<'_>, end: ResponseEnd) {
         // If the connection is gone there is nobody left to tell.
-        let _ = self.send_last(py, ResponseEvent::End(end));
+        let _ = self.send_last(ResponseEvent::End(end));
     }
 
     fn send_complete(
         &mut self,
-        py: Python<'_>,
+        _py: Python<'_>,
         head: ResponseHead,
         body: WholeBody,
     ) -> Result<(), Disconnected> {
@@ -145,11 +139,10 @@ impl ResponseSink for HttpSink {
         } else {
             WholeBody::default()
         };
-        self.ended = true;
-        self.send_last(
-            py,
-            ResponseEvent::Complete(Box::new(CompleteResponse { head, body })),
-        )
+        self.send_last(ResponseEvent::Complete(Box::new(CompleteResponse {
+            head,
+            body,
+        })))
     }
 
     fn wants_body(&self) -> bool {
@@ -159,27 +152,13 @@ impl ResponseSink for HttpSink {
 
 impl Drop for HttpSink {
     /// An HTTP connection reuses one channel for all its responses, so the channel does not
-    /// close when a sink goes: a response dropped unfinished (a panic in the bridge, a
+    /// end when a sink goes: a response dropped unfinished (a panic in the bridge, a
     /// request that never reached a Python thread) is ended here as aborted, and the
-    /// connection closes instead of waiting for events that will never come.
+    /// connection closes instead of waiting for events that will never come. The last
+    /// event never waits for room, so this works on any thread.
     fn drop(&mut self) {
-        if self.ended {
-            return;
-        }
-        let end = ResponseEvent::End(ResponseEnd::Aborted);
-        let events = &self.events;
-        let sent = &mut self.sent_in_turn;
-        if let Err(mpsc::error::TrySendError::Full(end)) =
-            driver::in_runtime(sent, || events.try_send(end))
-        {
-            // Full: the connection task is still writing earlier events out and will make
-            // room. Blocking is not allowed on a runtime thread (nothing can be full there:
-            // the connection drops a sink only before dispatching it).
-            if let Some(runner) = driver::Runner::current() {
-                let _ = runner.drive(events.send(end));
-            } else if tokio::runtime::Handle::try_current().is_err() {
-                let _ = events.blocking_send(end);
-            }
+        if !self.ended {
+            let _ = self.send_last(ResponseEvent::End(ResponseEnd::Aborted));
         }
     }
 }
@@ -225,7 +204,7 @@ impl BodySource for HttpBodySource {
         }
         if let Some(demand) = self.demand.take() {
             // The connection task may already be gone; the receive below reports that.
-            let _ = driver::in_runtime(&mut None, || demand.send(()));
+            let _ = driver::in_runtime(|| demand.send(()));
         }
         let next = match self.messages.try_recv() {
             Ok(message) => Some(message),
@@ -255,7 +234,7 @@ mod tests {
 
     #[test]
     fn a_sink_dropped_unfinished_ends_the_response_as_aborted() {
-        let (events_tx, mut events) = mpsc::channel(RESPONSE_QUEUE);
+        let (events_tx, mut events) = handoff::channel(RESPONSE_QUEUE);
         drop(HttpSink::new(events_tx.clone(), false));
         // The connection still holds a sender, so only this event can end its wait.
         match events.try_recv() {
@@ -263,6 +242,23 @@ mod tests {
             _ => panic!("expected End(Aborted)"),
         }
         assert!(events.try_recv().is_err());
+        drop(events_tx);
+    }
+
+    #[test]
+    fn a_sink_dropped_unfinished_ends_its_response_even_when_the_queue_is_full() {
+        let (events_tx, mut events) = handoff::channel(1);
+        let mut sink = HttpSink::new(events_tx.clone(), false);
+        Python::initialize();
+        Python::attach(|py| {
+            sink.send_chunk(py, Bytes::from_static(b"a")).unwrap();
+        });
+        drop(sink);
+        assert!(matches!(events.try_recv(), Ok(ResponseEvent::Chunk(_))));
+        assert!(matches!(
+            events.try_recv(),
+            Ok(ResponseEvent::End(ResponseEnd::Aborted))
+        ));
         drop(events_tx);
     }
 

@@ -51,7 +51,7 @@ where
         }
     };
     let active = Arc::new(AtomicUsize::new(0));
-    let peer_strings = Arc::new(crate::wsgi::environ::PeerStrings::default());
+    let peer_environ = Arc::new(crate::wsgi::environ::PeerEnviron::default());
     let mut shutdown = ctx.shutdown.clone();
     let mut closing = *shutdown.borrow_and_update();
     if closing {
@@ -65,9 +65,9 @@ where
                     let active = StreamGuard(Arc::clone(&active));
                     let (peer, listener, ctx) =
                         (peer.clone(), Arc::clone(&listener), Arc::clone(&ctx));
-                    let peer_strings = Arc::clone(&peer_strings);
+                    let peer_environ = Arc::clone(&peer_environ);
                     tokio::spawn(async move {
-                        serve_stream(request, respond, (peer, peer_strings), listener, ctx).await;
+                        serve_stream(request, respond, (peer, peer_environ), listener, ctx).await;
                         drop(active);
                     });
                 }

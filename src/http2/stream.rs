@@ -16,6 +16,7 @@ use crate::gateway::{
 };
 use crate::http::date::with_http_date;
 use crate::http::fields::HeaderFields;
+use crate::http::handoff;
 use crate::http::response::status_allows_body;
 use crate::http::sink::{
     BodyMessage, CompleteResponse, HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE,
@@ -25,7 +26,7 @@ use crate::http::writer::read_file_at;
 use crate::http::ConnContext;
 use crate::logging::AccessEntry;
 use crate::static_files::{StaticBody, StaticResponse};
-use crate::wsgi::environ::PeerStrings;
+use crate::wsgi::environ::PeerEnviron;
 
 /// Size of the reads that send a `wsgi.file_wrapper` file (no sendfile(2) on HTTP/2).
 const FILE_CHUNK: usize = 64 * 1024;
@@ -42,7 +43,7 @@ enum StreamError {
 pub async fn serve_stream(
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-    (peer, peer_strings): (Peer, Arc<PeerStrings>),
+    (peer, peer_environ): (Peer, Arc<PeerEnviron>),
     listener: Arc<ListenerInfo>,
     ctx: Arc<ConnContext>,
 ) {
@@ -137,16 +138,16 @@ pub async fn serve_stream(
         None => (None, None),
     };
 
-    let (events_tx, mut events) = mpsc::channel(RESPONSE_QUEUE);
+    let (events_tx, mut events) = handoff::channel(RESPONSE_QUEUE);
     let (overdue_tx, mut overdue) = oneshot::channel::<()>();
-    let exchange = Exchange {
+    let exchange = Box::new(Exchange {
         head: RequestForm::Http(RequestHead {
             method,
             target,
             protocol: Protocol::Http2,
             headers,
             peer: peer.clone(),
-            peer_strings,
+            peer_environ,
             listener,
         }),
         body,
@@ -154,7 +155,7 @@ pub async fn serve_stream(
         on_overdue: Some(crate::overdue::OnOverdue::Call(Box::new(move || {
             let _ = overdue_tx.send(());
         }))),
-    };
+    });
     if !ctx.dispatch(exchange) {
         crate::metrics::refused();
         writer.refuse(503);

@@ -14,8 +14,8 @@
 //!
 //! A request that waits for its client (a request body still to come, a response channel
 //! full) drives the runtime itself until the wait is over ([`Runner::drive`]), and the
-//! events its response sends are made inside the runtime ([`in_runtime`]): a request's own
-//! I/O wakes no thread. While a runner is in the app otherwise, nobody drives the runtime.
+//! connection task its response events are for is woken at the runner's next turn
+//! ([`wake_soon`]): a request's own I/O wakes no thread. While a runner is in the app otherwise, nobody drives the runtime.
 //! A *standby* thread takes the free core when a request runs longer than
 //! [`TAKEOVER_AFTER`], and gives it back as soon as a runner wants it. So slow and hung
 //! requests do not stop the worker's other connections, heartbeats, static files or the 504
@@ -33,10 +33,8 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc;
 
 use crate::gateway::Exchange;
-use crate::http::sink::ResponseEvent;
 use crate::overdue::OnOverdue;
 use crate::server::capacity::Capacity;
 use crate::server::monitor::Monitor;
@@ -68,9 +66,6 @@ pub struct Shared {
     want_core: AtomicUsize,
     /// The standby drives the runtime now.
     standby_driving: AtomicBool,
-    /// How many times a thread began to drive the runtime (ran its tasks): see
-    /// [`in_runtime`].
-    turns: AtomicU64,
     /// The standby's `block_on` future, to end its turn.
     standby_waker: Mutex<Option<Waker>>,
     /// Set to make the standby look now rather than at its next tick.
@@ -78,9 +73,9 @@ pub struct Shared {
     takeover_signal: Condvar,
     /// The standby leaves.
     standby_stop: AtomicBool,
-    /// Final response events made by a runner outside the runtime, delivered by the next
-    /// `block_on` (a runner's or the standby's) so that no wake crosses threads.
-    outbox: Mutex<Vec<(mpsc::Sender<ResponseEvent>, ResponseEvent)>>,
+    /// Connection tasks a runner outside the runtime sent response events to, woken by the
+    /// next `block_on` (a runner's or the standby's) so that no wake crosses threads.
+    outbox: Mutex<Vec<Waker>>,
     epoch: Instant,
 }
 
@@ -90,7 +85,7 @@ pub struct Shared {
 /// registration cannot miss one queued in between.
 #[derive(Default)]
 struct Jobs {
-    queue: VecDeque<Exchange>,
+    queue: VecDeque<Box<Exchange>>,
     waker: Option<Waker>,
 }
 
@@ -145,24 +140,21 @@ impl Runner {
     }
 }
 
-/// Runs `f`, a channel operation towards a connection task, so that the wake it makes costs
-/// no system call when this thread is a runner in a request.
+/// Runs `f`, an operation that wakes a connection task through a channel whose waker it
+/// does not hand out (a `oneshot`), so that the wake costs no system call when this thread
+/// is a runner in a request.
 ///
 /// From outside the runtime that wake is a write to the runtime's eventfd, and nobody waits
 /// on the runtime to take it: the runner drives the runtime only at its next turn. So `f`
 /// runs inside the runtime (entering it costs about as much as the write, in instructions),
-/// where the wake only queues the task for that turn. `sent` is the caller's mark of the
-/// turn it last did this in: while no turn has run since, the task has not run either and
-/// cannot be waiting on its channel again, so `f` wakes nobody and runs directly. With the
-/// standby driving, or on any other thread, `f` runs directly.
-pub fn in_runtime<T>(sent: &mut Option<u64>, f: impl FnOnce() -> T) -> T {
+/// where the wake only queues the task for that turn. With the standby driving, or on any
+/// other thread, `f` runs directly. (The response channel hands its waker back instead:
+/// [`wake_soon`].)
+pub fn in_runtime<T>(f: impl FnOnce() -> T) -> T {
     RUNNER.with(|slot| {
         if slot.in_request.get() {
             if let Some(runner) = &*slot.runner.borrow() {
-                let shared = &runner.shared;
-                let turn = shared.turns.load(Ordering::Acquire);
-                if *sent != Some(turn) && !shared.standby_driving.load(Ordering::Acquire) {
-                    *sent = Some(turn);
+                if !runner.shared.standby_driving.load(Ordering::Acquire) {
                     // The future is ready at its first poll, which `block_on` makes before
                     // running any task; if the core is busy (the standby began meanwhile),
                     // `block_on` polls it without the core, and the wake is a plain one.
@@ -182,7 +174,6 @@ impl Shared {
             busy_since: std::array::from_fn(|_| AtomicU64::new(0)),
             want_core: AtomicUsize::new(0),
             standby_driving: AtomicBool::new(false),
-            turns: AtomicU64::new(0),
             standby_waker: Mutex::new(None),
             takeover: Mutex::new(false),
             takeover_signal: Condvar::new(),
@@ -194,7 +185,7 @@ impl Shared {
 
     /// Queues a request for a runner; false once the runners have stopped. Called by
     /// connection tasks, on the runtime: waking the runner costs no system call.
-    pub fn dispatch(&self, exchange: Exchange) -> bool {
+    pub fn dispatch(&self, exchange: Box<Exchange>) -> bool {
         if self.stopping.load(Ordering::Acquire) {
             return false;
         }
@@ -242,10 +233,9 @@ impl Shared {
         self.wake_standby_turn();
     }
 
-    /// The first poll of a runner's turn at the runtime (it holds the core now): counts the
-    /// turn (see [`in_runtime`]) and delivers what runners left in the outbox.
+    /// The first poll of a runner's turn at the runtime (it holds the core now): delivers
+    /// what runners left in the outbox.
     fn begin_runner_turn(&self) {
-        self.turns.fetch_add(1, Ordering::AcqRel);
         self.want_core.fetch_sub(1, Ordering::AcqRel);
         self.deliver_outbox();
     }
@@ -255,46 +245,43 @@ impl Shared {
         self.takeover_signal.notify_one();
     }
 
-    /// Delivers the final response events runners left for the runtime. Called inside
-    /// `block_on`, where the wake of a connection task is a queue push.
+    /// Wakes the connection tasks runners sent response events to. Called inside
+    /// `block_on`, where a wake is a queue push.
     fn deliver_outbox(&self) {
         // Drained in place: the buffer keeps its capacity for the next turn.
         let mut outbox = lock(&self.outbox);
-        for (sender, event) in outbox.drain(..) {
-            if let Err(mpsc::error::TrySendError::Full(event)) = sender.try_send(event) {
-                // The connection is still writing earlier events out: queue the last one
-                // behind them without blocking the runtime.
-                tokio::spawn(async move {
-                    let _ = sender.send(event).await;
-                });
-            }
+        for waker in outbox.drain(..) {
+            waker.wake();
         }
     }
 }
 
-/// Hands a response's last event (`Complete` or `End`) to the runtime without a
-/// cross-thread wake when this thread is a runner: the event waits in the outbox for the
-/// `block_on` the runner enters next. `Err` gives the event back to be sent directly.
-pub fn defer_last_event(
-    sender: &mpsc::Sender<ResponseEvent>,
-    event: ResponseEvent,
-) -> Result<(), ResponseEvent> {
+/// Wakes `waker`, a connection task that a response event was just queued for, without a
+/// cross-thread wake when this thread is a runner in a request: the wake waits in the
+/// outbox for the `block_on` the runner enters next (nobody drives the runtime before
+/// that unless the standby takes over, and the standby's turn delivers the outbox too).
+/// Anywhere else (the standby driving, inside the runtime, a pool thread) it wakes now.
+pub fn wake_soon(waker: Option<Waker>) {
+    let Some(waker) = waker else {
+        return;
+    };
     RUNNER.with(|slot| {
-        let runner = slot.runner.borrow();
-        let Some(Runner { shared, .. }) = &*runner else {
-            return Err(event);
-        };
-        if shared.standby_driving.load(Ordering::Acquire) {
-            // The standby drives the runtime: a direct send goes out now.
-            return Err(event);
+        if slot.in_request.get() {
+            if let Some(Runner { shared, .. }) = &*slot.runner.borrow() {
+                // The standby drives the runtime: a direct wake reaches it now.
+                if !shared.standby_driving.load(Ordering::Acquire) {
+                    lock(&shared.outbox).push(waker);
+                    if shared.standby_driving.load(Ordering::Acquire) {
+                        // The standby began to drive meanwhile and may have looked at the
+                        // outbox already: its turn ends at this wake, and the next
+                        // `block_on` delivers.
+                        shared.wake_standby_turn();
+                    }
+                    return;
+                }
+            }
         }
-        lock(&shared.outbox).push((sender.clone(), event));
-        if shared.standby_driving.load(Ordering::Acquire) {
-            // The standby began to drive meanwhile and may have looked at the outbox
-            // already: its turn ends at the wake, and the next `block_on` delivers.
-            shared.wake_standby_turn();
-        }
-        Ok(())
+        waker.wake();
     })
 }
 
@@ -338,7 +325,7 @@ impl RunnerSpawn {
             // What the requests run since the last turn at the runtime left to do there.
             let mut finished = 0usize;
             let mut leftovers: Vec<OnOverdue> = Vec::new();
-            let mut queued: Option<Exchange> = None;
+            let mut queued: Option<Box<Exchange>> = None;
             let mut batch_started: Option<Instant> = None;
             // The clock read when the last request ended, which is also when the next one,
             // taken at once from the queue, begins: one reading per request in a batch
@@ -424,7 +411,7 @@ struct NextJob<'a> {
 }
 
 impl Future for NextJob<'_> {
-    type Output = Option<Exchange>;
+    type Output = Option<Box<Exchange>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -522,7 +509,6 @@ fn run_standby(runtime: &Runtime, shared: &Shared) {
             continue;
         }
         shared.standby_driving.store(true, Ordering::Release);
-        shared.turns.fetch_add(1, Ordering::AcqRel);
         runtime.block_on(StandbyTurn { shared });
         shared.standby_driving.store(false, Ordering::Release);
         // A runner that deferred an event while this turn ended gets it delivered by its
@@ -661,6 +647,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::mpsc;
 
     /// Makes this thread a runner of a fresh runtime, in a request.
     fn become_runner() -> Runner {
@@ -692,32 +679,57 @@ mod tests {
     }
 
     #[test]
-    fn a_response_enters_the_runtime_once_per_turn_and_never_while_the_standby_drives() {
+    fn a_wake_enters_the_runtime_only_from_a_request_and_never_while_the_standby_drives() {
         let runner = become_runner();
-        let mut sent = None;
-        // The first event of a request is sent inside the runtime; the next ones of the
-        // same turn directly.
-        assert!(in_runtime(&mut sent, inside_runtime));
-        assert!(!in_runtime(&mut sent, inside_runtime));
-        assert!(!in_runtime(&mut sent, inside_runtime));
-        // A turn ran (the connection task may wait on its channel again): inside once more.
-        runner.shared.turns.fetch_add(1, Ordering::AcqRel);
-        assert!(in_runtime(&mut sent, inside_runtime));
-        assert!(!in_runtime(&mut sent, inside_runtime));
-        // The standby drives: its runtime is awake, a direct send reaches it.
-        runner.shared.turns.fetch_add(1, Ordering::AcqRel);
+        assert!(in_runtime(inside_runtime));
+        // The standby drives: its runtime is awake, a direct wake reaches it.
         runner.shared.standby_driving.store(true, Ordering::Release);
-        assert!(!in_runtime(&mut sent, inside_runtime));
+        assert!(!in_runtime(inside_runtime));
         runner
             .shared
             .standby_driving
             .store(false, Ordering::Release);
         // Outside a request (between requests, or in the tasks a turn runs): directly.
         RUNNER.with(|slot| slot.in_request.set(false));
-        assert!(!in_runtime(&mut None, inside_runtime));
+        assert!(!in_runtime(inside_runtime));
         leave();
         // And on a thread that is no runner at all.
-        assert!(!in_runtime(&mut None, inside_runtime));
+        assert!(!in_runtime(inside_runtime));
+    }
+
+    /// A waker counting its wakes.
+    struct Count(AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_runner_in_a_request_wakes_its_connection_at_its_next_turn() {
+        let runner = become_runner();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let woken = || count.0.load(Ordering::SeqCst);
+        wake_soon(Some(Waker::from(Arc::clone(&count))));
+        assert_eq!(woken(), 0, "deferred while the runner is in the app");
+        // The runner's next turn at the runtime delivers it.
+        runner.drive(async {});
+        assert_eq!(woken(), 1);
+        // With the standby driving, at once.
+        runner.shared.standby_driving.store(true, Ordering::Release);
+        wake_soon(Some(Waker::from(Arc::clone(&count))));
+        assert_eq!(woken(), 2);
+        runner
+            .shared
+            .standby_driving
+            .store(false, Ordering::Release);
+        // And at once outside a request.
+        RUNNER.with(|slot| slot.in_request.set(false));
+        wake_soon(Some(Waker::from(Arc::clone(&count))));
+        assert_eq!(woken(), 3);
+        leave();
+        wake_soon(None);
     }
 
     #[test]
@@ -734,15 +746,9 @@ mod tests {
         runner.runtime.spawn(async move {
             let _ = turn_tx.send(());
         });
-        let turns_before = runner.shared.turns.load(Ordering::Acquire);
         let got = runner.drive(from_connection.recv());
         assert_eq!(got, Some(7));
-        // The turn counted (so the next event is sent from inside again), the core was
-        // asked for and taken back, and the runner is still in its request.
-        assert_eq!(
-            runner.shared.turns.load(Ordering::Acquire),
-            turns_before + 1
-        );
+        // The core was asked for and taken back, and the runner is still in its request.
         assert_eq!(runner.shared.want_core.load(Ordering::Acquire), 0);
         assert!(Runner::current().is_some());
         leave();

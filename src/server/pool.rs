@@ -20,7 +20,7 @@ use crate::wsgi::Bridge;
 
 /// The running Python threads.
 pub struct WorkerPool {
-    sender: Option<Sender<Exchange>>,
+    sender: Option<Sender<Box<Exchange>>>,
     threads: Vec<JoinHandle<()>>,
     spawn: ThreadSpawn,
 }
@@ -29,7 +29,7 @@ pub struct WorkerPool {
 #[derive(Clone)]
 struct ThreadSpawn {
     bridge: Arc<Bridge>,
-    receiver: Receiver<Exchange>,
+    receiver: Receiver<Box<Exchange>>,
     monitor: Option<Arc<Monitor>>,
     capacity: Arc<Capacity>,
 }
@@ -58,7 +58,7 @@ impl WorkerPool {
         monitor: Option<Arc<Monitor>>,
         capacity: Arc<Capacity>,
     ) -> std::io::Result<Self> {
-        let (sender, receiver) = crossbeam_channel::unbounded::<Exchange>();
+        let (sender, receiver) = crossbeam_channel::unbounded::<Box<Exchange>>();
         let spawn = ThreadSpawn {
             bridge,
             receiver,
@@ -85,7 +85,7 @@ impl WorkerPool {
     }
 
     /// A handle for queueing requests.
-    pub fn sender(&self) -> Sender<Exchange> {
+    pub fn sender(&self) -> Sender<Box<Exchange>> {
         self.sender.clone().expect("pool is running")
     }
 
@@ -110,7 +110,7 @@ impl WorkerPool {
 fn run_thread(
     index: usize,
     bridge: &Bridge,
-    requests: &Receiver<Exchange>,
+    requests: &Receiver<Box<Exchange>>,
     monitor: Option<&Monitor>,
     capacity: &Capacity,
 ) {
@@ -173,7 +173,7 @@ pub(crate) fn register_thread(py: Python<'_>, monitor: &Monitor, index: usize) {
 pub(crate) fn run_exchange(
     py: Python<'_>,
     bridge: &Bridge,
-    exchange: Exchange,
+    exchange: Box<Exchange>,
     responders: &mut ResponderCache,
 ) {
     let outcome =

@@ -18,6 +18,7 @@ use crate::cgi::response::encode_http_head;
 use crate::gateway::{CgiRequest, Exchange, RequestBody, RequestForm, ResponseEnd, ResponseHead};
 use crate::http::body::{BodyDecoder, BodyPump, READ_SIZE};
 use crate::http::conn::Socket;
+use crate::http::handoff;
 use crate::http::sink::{
     CompleteResponse, HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE,
 };
@@ -160,13 +161,13 @@ impl<S: Socket + std::os::fd::AsFd> Connection<S> {
             (body, pump)
         };
         let is_head = request.is_head();
-        let (events_tx, mut events) = mpsc::channel(RESPONSE_QUEUE);
-        let exchange = Exchange {
+        let (events_tx, mut events) = handoff::channel(RESPONSE_QUEUE);
+        let exchange = Box::new(Exchange {
             head: RequestForm::Cgi(request),
             body,
             sink: Box::new(HttpSink::new(events_tx, is_head)),
             on_overdue: None,
-        };
+        });
         if !self.ctx.dispatch(exchange) {
             tracing::info!("uwsgi request refused: the server is shutting down");
             crate::metrics::refused();

@@ -21,7 +21,7 @@ use crate::wsgi::environ::{EnvironTemplate, TemplateOptions};
 use crate::wsgi::errors::ErrorStream;
 use crate::wsgi::file_wrapper::FileWrapper;
 use crate::wsgi::input::{ClientDisconnected, Input};
-use crate::wsgi::responder::{Responder, ResponderCache, SendError};
+use crate::wsgi::responder::{NoSink, Responder, ResponderCache, SendError};
 
 /// What the bridge needs to know about the server it runs in.
 pub struct BridgeOptions {
@@ -105,10 +105,17 @@ impl Bridge {
 
     /// Runs one request to its end. Never fails: every problem is logged and answered.
     /// `responders` is the calling thread's own (see [`ResponderCache`]).
-    pub fn handle(&self, py: Python<'_>, exchange: Exchange, responders: &mut ResponderCache) {
-        let Exchange {
-            head, body, sink, ..
-        } = exchange;
+    pub fn handle(
+        &self,
+        py: Python<'_>,
+        mut exchange: Box<Exchange>,
+        responders: &mut ResponderCache,
+    ) {
+        // The head stays in its box (it is read by reference); the body and the sink are
+        // taken out of it.
+        let body = std::mem::replace(&mut exchange.body, RequestBody::Empty);
+        let sink = std::mem::replace(&mut exchange.sink, Box::new(NoSink));
+        let head = &exchange.head;
         let input = match body {
             RequestBody::Empty => Ok(self.empty_input.bind(py).clone()),
             RequestBody::Complete(bytes) => Bound::new(py, Input::new(bytes, None)),
@@ -117,17 +124,17 @@ impl Bridge {
         let (input, lent) = match (input, responders.lend(py, sink)) {
             (Ok(input), Ok(lent)) => (input, lent),
             (Err(error), _) | (_, Err(error)) => {
-                tracing::error!("could not set up request {}: {error}", label(&head));
+                tracing::error!("could not set up request {}: {error}", label(head));
                 return;
             }
         };
         let responder = lent.responder.bind(py);
         let start_response = lent.start_response.bind(py);
         let fault = self
-            .call(py, &head, input.as_any(), responder, start_response)
+            .call(py, head, input.as_any(), responder, start_response)
             .err();
         if let Some(fault) = fault {
-            report(py, &head, &fault);
+            report(py, head, &fault);
             match fault {
                 Fault::Disconnected => responder.borrow_mut().abandon(py),
                 _ => responder.borrow_mut().fail(py),
@@ -136,7 +143,7 @@ impl Bridge {
         if responder.borrow().was_truncated() {
             tracing::warn!(
                 "Response to {} was longer than its Content-Length; the extra bytes were not sent",
-                label(&head)
+                label(head)
             );
         }
         responders.give_back(py, lent);

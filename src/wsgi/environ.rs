@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -112,7 +113,79 @@ impl EnvironTemplate {
         head: &RequestHead,
         input: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let environ = self.listener_template(py, &head.listener)?.copy()?;
+        let listener = self.listener_template(py, &head.listener)?;
+        let (environ, copied) = match &head.peer {
+            Peer::Tcp(addr) => head.peer_environ.environ(py, addr, &listener)?,
+            Peer::Unix => {
+                let environ = listener.copy()?;
+                environ.set_item(pyo3::intern!(py, "REMOTE_ADDR"), pyo3::intern!(py, ""))?;
+                (environ, Copied::Plain)
+            }
+        };
+        // The header fields first: a connection's template is this environ as it is once
+        // they are set (see [`PeerEnviron`]), before anything else of the request is.
+        // Forwarding headers count only from a trusted peer; from any other they are
+        // dropped, so the app cannot be fooled by a client writing them itself.
+        let trusted = self.proxy.allow.allows_peer(&head.peer);
+        let repeated = repeated_fields(&head.headers);
+        let mut forwarding = ForwardingHeaders::default();
+        let mut forwarding_fields: Vec<(HeaderKey, &[u8])> = Vec::new();
+        let mut request_host = None;
+        // The fields the connection's template has: a field set there with the same value is
+        // not set again, one this request lacks is deleted.
+        let kept: &[KeptField] = match copied {
+            Copied::Template(template) => &template.fields,
+            Copied::Plain | Copied::MakeTemplate => &[],
+        };
+        let mut seen_kept = 0u64;
+        let mut to_keep: Vec<KeptField> = Vec::new();
+        for (index, (name, value)) in head.headers.iter().enumerate() {
+            let Some(key) = environ_key(name) else {
+                continue;
+            };
+            let value: &[u8] = match repeated.iter().find(|field| field.first == index) {
+                Some(field) => &field.joined,
+                None if repeated.iter().any(|field| field.later.contains(&index)) => continue,
+                None => value,
+            };
+            if ForwardingHeaders::is_forwarding_key(key.as_str()) {
+                if trusted {
+                    forwarding.record(key.as_str(), value);
+                    forwarding_fields.push((key, value));
+                }
+                continue;
+            }
+            if key == HeaderKey::Common(HOST) {
+                request_host = Some(value);
+            }
+            if let Some(at) = kept.iter().position(|field| field.key == key) {
+                seen_kept |= 1 << at;
+                if *kept[at].value == *value {
+                    continue;
+                }
+            }
+            environ.set_item(key.py_str(py), latin1_str(py, value))?;
+            if matches!(copied, Copied::MakeTemplate) {
+                to_keep.push(KeptField {
+                    key,
+                    value: value.into(),
+                });
+            }
+        }
+        for (at, field) in kept.iter().enumerate() {
+            if seen_kept & (1 << at) == 0 {
+                environ.del_item(field.key.py_str(py))?;
+            }
+        }
+        // A template must know every field it holds: one request with more fields than a
+        // mask has bits makes none.
+        if matches!(copied, Copied::MakeTemplate) && to_keep.len() <= MAX_KEPT_FIELDS {
+            head.peer_environ
+                .keep_template(py, &listener, environ.copy()?, to_keep);
+        }
+        for (key, value) in forwarding_fields {
+            environ.set_item(key.py_str(py), latin1_str(py, value))?;
+        }
         if *head.method != *b"GET" {
             environ.set_item(
                 pyo3::intern!(py, "REQUEST_METHOD"),
@@ -147,42 +220,6 @@ impl EnvironTemplate {
                 pyo3::intern!(py, "SERVER_PROTOCOL"),
                 pyo3::intern!(py, "HTTP/2"),
             )?,
-        }
-        match &head.peer {
-            Peer::Tcp(addr) => {
-                let [remote_addr, remote_port] = head.peer_strings.get(py, addr);
-                environ.set_item(pyo3::intern!(py, "REMOTE_ADDR"), remote_addr)?;
-                environ.set_item(pyo3::intern!(py, "REMOTE_PORT"), remote_port)?;
-            }
-            Peer::Unix => {
-                environ.set_item(pyo3::intern!(py, "REMOTE_ADDR"), pyo3::intern!(py, ""))?;
-            }
-        }
-        // Forwarding headers count only from a trusted peer; from any other they are
-        // dropped, so the app cannot be fooled by a client writing them itself.
-        let trusted = self.proxy.allow.allows_peer(&head.peer);
-        let repeated = repeated_fields(&head.headers);
-        let mut forwarding = ForwardingHeaders::default();
-        let mut request_host = None;
-        for (index, (name, value)) in head.headers.iter().enumerate() {
-            let Some(key) = environ_key(name) else {
-                continue;
-            };
-            let value: &[u8] = match repeated.iter().find(|field| field.first == index) {
-                Some(field) => &field.joined,
-                None if repeated.iter().any(|field| field.later.contains(&index)) => continue,
-                None => value,
-            };
-            let key_text = key.as_str();
-            if ForwardingHeaders::is_forwarding_key(key_text) {
-                if !trusted {
-                    continue;
-                }
-                forwarding.record(key_text, value);
-            } else if key == HeaderKey::Common(HOST) {
-                request_host = Some(value);
-            }
-            environ.set_item(key.py_str(py), latin1_str(py, value))?;
         }
         // With no forwarding header there is nothing to apply (and no Host to decode).
         if trusted && !forwarding.is_empty() {
@@ -315,9 +352,131 @@ impl std::fmt::Debug for ListenerEnviron {
     }
 }
 
+/// What the environ of one connection's requests shares: its `REMOTE_ADDR` and
+/// `REMOTE_PORT` as Python strs, and from its second request on, a template of its own.
+///
+/// A keep-alive connection's peer does not change, and its requests mostly repeat their
+/// header fields (`Host`, a browser's `User-Agent`, `Accept-*`, cookies): formatting the
+/// peer's two strs cost ~900 instructions per request, setting them ~400 more, and each
+/// header field ~300 (a str for its value, a dict insert). A connection's first request
+/// sets everything in its copy of the listener's template. Its second makes the
+/// connection's template: the listener's with the peer's keys and that request's header
+/// fields set (nothing else of the request). Each later request copies it, skips the
+/// fields it repeats with the same value, sets the others, and deletes the template's
+/// fields it did not send. A connection that serves one request (`Connection: close`)
+/// pays nothing for a template it would not reuse.
+pub struct PeerEnviron {
+    strings: PeerStrings,
+    /// A request of this connection has been built.
+    served: AtomicBool,
+    template: PyOnceLock<PeerTemplate>,
+}
+
+/// A connection's template: the listener's, which it was copied from (kept alive, so
+/// that its address names it), with the peer's keys and one request's header fields set.
+struct PeerTemplate {
+    listener: Py<PyDict>,
+    dict: Py<PyDict>,
+    /// The header fields set in `dict`, at most [`MAX_KEPT_FIELDS`].
+    fields: Vec<KeptField>,
+}
+
+/// A header field set in a connection's template.
+struct KeptField {
+    key: HeaderKey,
+    /// The value as the request sent it (repeated lines joined).
+    value: Box<[u8]>,
+}
+
+/// How many header fields a connection's template keeps (one bit each in a `u64`).
+const MAX_KEPT_FIELDS: usize = 64;
+
+/// Where a request's environ was copied from.
+enum Copied<'a> {
+    /// The listener's template (the peer's keys set).
+    Plain,
+    /// The listener's template, for the request that makes the connection's.
+    MakeTemplate,
+    /// The connection's template.
+    Template(&'a PeerTemplate),
+}
+
+impl Default for PeerEnviron {
+    fn default() -> Self {
+        PeerEnviron {
+            strings: PeerStrings::default(),
+            served: AtomicBool::new(false),
+            template: PyOnceLock::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PeerEnviron {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerEnviron")
+    }
+}
+
+impl PeerEnviron {
+    /// A new environ for a request from `addr` (the connection's peer, always the same for
+    /// one `PeerEnviron`) on `listener`'s template, and where it was copied from.
+    fn environ<'py>(
+        &self,
+        py: Python<'py>,
+        addr: &SocketAddr,
+        listener: &Bound<'py, PyDict>,
+    ) -> PyResult<(Bound<'py, PyDict>, Copied<'_>)> {
+        if let Some(made) = self.template.get(py) {
+            // Made from another listener template only if the server's was remade.
+            if made.listener.as_ptr() == listener.as_ptr() {
+                return Ok((made.dict.bind(py).copy()?, Copied::Template(made)));
+            }
+            return Ok((self.with_peer(py, addr, listener)?, Copied::Plain));
+        }
+        let copied = if self.served.swap(true, Ordering::Relaxed) {
+            Copied::MakeTemplate
+        } else {
+            Copied::Plain
+        };
+        Ok((self.with_peer(py, addr, listener)?, copied))
+    }
+
+    /// A copy of `listener` with the peer's keys set.
+    fn with_peer<'py>(
+        &self,
+        py: Python<'py>,
+        addr: &SocketAddr,
+        listener: &Bound<'py, PyDict>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let environ = listener.copy()?;
+        let [remote_addr, remote_port] = self.strings.get(py, addr);
+        environ.set_item(pyo3::intern!(py, "REMOTE_ADDR"), remote_addr)?;
+        environ.set_item(pyo3::intern!(py, "REMOTE_PORT"), remote_port)?;
+        Ok(environ)
+    }
+
+    /// Keeps `dict`, copied from `listener` with the peer's keys and `fields` set, as the
+    /// connection's template (unless another request of it made one meanwhile).
+    fn keep_template(
+        &self,
+        py: Python<'_>,
+        listener: &Bound<'_, PyDict>,
+        dict: Bound<'_, PyDict>,
+        fields: Vec<KeptField>,
+    ) {
+        let _ = self.template.set(
+            py,
+            PeerTemplate {
+                listener: listener.clone().unbind(),
+                dict: dict.unbind(),
+                fields,
+            },
+        );
+    }
+}
+
 /// `REMOTE_ADDR` and `REMOTE_PORT` of one connection as Python strs, made for its first
-/// request and shared by the rest: a keep-alive connection's peer does not change, and
-/// formatting the two per request cost ~900 instructions.
+/// request and shared by the rest.
 ///
 /// A std `OnceLock`, not a `PyOnceLock`: the latter's first initialisation went through
 /// `once_cell`'s waiter queue (a handle on the current thread, ~500 instructions), paid
@@ -326,16 +485,10 @@ impl std::fmt::Debug for ListenerEnviron {
 /// `py` of `get`) and the initialiser makes two strs without releasing it, so no second
 /// thread can be inside `get` meanwhile (HTTP/2 streams of one connection included).
 #[derive(Default)]
-pub struct PeerStrings(std::sync::OnceLock<[Py<PyString>; 2]>);
-
-impl std::fmt::Debug for PeerStrings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PeerStrings")
-    }
-}
+struct PeerStrings(std::sync::OnceLock<[Py<PyString>; 2]>);
 
 impl PeerStrings {
-    /// The strs for `addr` (the connection's peer, always the same for one `PeerStrings`).
+    /// The strs for `addr` (the connection's peer, always the same for one `PeerEnviron`).
     fn get<'py>(&self, py: Python<'py>, addr: &SocketAddr) -> [Bound<'py, PyString>; 2] {
         let [host, port] = self.0.get_or_init(|| {
             let ip = match addr.ip() {
@@ -487,7 +640,7 @@ static COMMON_KEY_STRS: [PyOnceLock<Py<PyString>>; COMMON_HEADERS.len()] =
     [const { PyOnceLock::new() }; COMMON_HEADERS.len()];
 
 /// The environ key of a request header (see [`environ_key`]).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderKey {
     /// The key of the [`COMMON_HEADERS`] entry at this index: found without comparing
     /// text, and its Python str made once.

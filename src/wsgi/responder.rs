@@ -53,9 +53,10 @@ pub struct Responder {
     known: Option<Box<KnownStrings>>,
 }
 
-/// A sink for a responder between two requests: nothing can reach it (the responder is
-/// kept only when nobody else holds it), but the slot must hold some sink.
-struct NoSink;
+/// A sink that takes nothing: a responder's between two requests (nothing can reach it,
+/// the responder is kept only when nobody else holds it, but the slot must hold some
+/// sink), and an exchange's once its sink was taken out of it.
+pub(crate) struct NoSink;
 
 impl ResponseSink for NoSink {
     fn send_head(&mut self, _: Python<'_>, _: ResponseHead) -> Result<(), Disconnected> {

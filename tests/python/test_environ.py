@@ -236,6 +236,81 @@ def test_environ_remote_address_on_every_request_of_a_connection(serve_app):
         sock.close()
 
 
+def test_environ_changed_by_the_app_is_fresh_again_at_every_request_of_a_connection(serve_app):
+    """From a connection's second request its environ is copied from a template of its own:
+    what an app does to its environ must never reach the next request."""
+    server = serve_app("wsgi_apps:environ_spoiling_app")
+    sock = server.connect()
+    host, port = sock.getsockname()[:2]
+    for index in range(5):
+        report, _, _ = exchange(server, f"GET /{index} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), sock)
+        assert report == {"REMOTE_ADDR": host, "REMOTE_PORT": str(port), "X_SPOILED": None,
+                          "SERVER_NAME": report["SERVER_NAME"]}, (index, report)
+        assert report["SERVER_NAME"], index
+    sock.close()
+    # Another connection has its own port from its first request to its last.
+    sock = server.connect()
+    for index in range(3):
+        report, _, _ = exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", sock)
+        assert report["REMOTE_PORT"] == str(sock.getsockname()[1]), index
+    sock.close()
+
+
+def header_keys(environ):
+    """The keys request header fields make."""
+    return {k: v for k, v in environ.items()
+            if k.startswith("HTTP_") or k in ("CONTENT_TYPE", "CONTENT_LENGTH")}
+
+
+def test_environ_header_fields_follow_each_request_of_a_connection(serve_app):
+    """A connection's requests repeat most of their fields, and from its second request on
+    the repeated ones come from the connection's own template: a field a request did not
+    send must never show, a changed value must show changed, and forwarding headers (the
+    default trusts loopback) apply to their own request only."""
+    server = serve_app(APP)
+    sock = server.connect()
+    requests = [
+        ([("Host", "x"), ("X-A", "1"), ("Cookie", "c=1")], {}),
+        # The second request makes the template (forwarding headers stay out of it).
+        ([("Host", "x"), ("X-A", "1"), ("X-B", "2"), ("Cookie", "c=1"),
+          ("X-Forwarded-For", "198.51.100.7")], {"REMOTE_ADDR": "198.51.100.7"}),
+        ([("Host", "x"), ("X-A", "1")], {"REMOTE_ADDR": "127.0.0.1"}),
+        ([("Host", "y"), ("X-B", "3"), ("Cookie", "a=1"), ("Cookie", "b=2")], {}),
+        ([("Host", "x"), ("X-A", "1"), ("X-B", "2"), ("Cookie", "c=1"),
+          ("Content-Type", "text/plain")], {}),
+        ([("Host", "x"), ("X-A", "1"), ("X-B", "2"), ("Cookie", "c=1")], {"REMOTE_ADDR": "127.0.0.1"}),
+        ([("Host", "x"), ("x-a", "caf\xe9"), ("X-B", "")], {}),
+    ]
+    joined = {"HTTP_COOKIE": "; ", }
+    for index, (fields, expected_cgi) in enumerate(requests):
+        raw = f"GET /{index} HTTP/1.1\r\n".encode()
+        raw += b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in fields) + b"\r\n"
+        report, _, _ = exchange(server, raw, sock)
+        expected = {}
+        for name, value in fields:
+            key = name.upper().replace("-", "_")
+            key = key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+            expected[key] = expected[key] + joined.get(key, ",") + value if key in expected else value
+        assert header_keys(report["environ"]) == expected, (index, report["environ"])
+        for key, value in expected_cgi.items():
+            assert report["environ"][key] == value, (index, key)
+        assert report["environ"]["PATH_INFO"] == f"/{index}"
+    sock.close()
+
+
+def test_environ_a_request_with_more_fields_than_a_template_keeps_makes_none(serve_app):
+    server = serve_app(APP)
+    sock = server.connect()
+    many = "".join(f"X-F{n}: {n}\r\n" for n in range(70))
+    exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", sock)
+    report, _, _ = exchange(server, f"GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n".encode(), sock)
+    assert len(header_keys(report["environ"])) == 71
+    for _ in range(2):
+        report, _, _ = exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\nX-F3: 3\r\n\r\n", sock)
+        assert header_keys(report["environ"]) == {"HTTP_HOST": "x", "HTTP_X_F3": "3"}
+    sock.close()
+
+
 def test_environ_non_ascii_header_value_never_emptied(serve_app):
     server = serve_app(APP)
     raw = (b"GET / HTTP/1.1\r\nHost: x\r\n"

@@ -73,6 +73,17 @@ def environ_app(environ, start_response):
     })
 
 
+def environ_spoiling_app(environ, start_response):
+    """Report the peer's keys and whether an earlier request's changes show, then spoil
+    this environ: a later request of the connection must get a fresh one."""
+    seen = {key: environ.get(key) for key in ("REMOTE_ADDR", "REMOTE_PORT", "X_SPOILED", "SERVER_NAME")}
+    environ["REMOTE_ADDR"] = "203.0.113.9"
+    environ["X_SPOILED"] = "1"
+    del environ["REMOTE_PORT"]
+    environ.pop("SERVER_NAME")
+    return _json_response(start_response, seen)
+
+
 def errors_app(environ, start_response):
     """Write lines to wsgi.errors with write(), writelines() and flush()."""
     errors = environ["wsgi.errors"]
