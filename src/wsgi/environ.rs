@@ -2,8 +2,10 @@
 //!
 //! The keys that never change for a server (`wsgi.version`, `wsgi.errors`, `SCRIPT_NAME`
 //! ...) live in a template dict that is copied per request: CPython copies a dict with at
-//! most a third of deleted entries with one memcpy of its table (see `grow_table`).
-//! Per-request keys are then set from the request:
+//! most a third of deleted entries with one memcpy of its table (see `grow_table`). Each
+//! listener has its own copy with its address keys set, and from its second request each
+//! connection has one with its peer's keys and the header fields its requests repeat
+//! ([`PeerEnviron`]). Per-request keys are then set from the request:
 //! from the head the HTTP engine parsed ([`EnvironTemplate::build`]), or from the CGI
 //! meta-variables a front server passed ([`EnvironTemplate::build_cgi`]). The HTTP engine
 //! takes nothing from the process environment, so a variable named `HTTP_HOST` in the
