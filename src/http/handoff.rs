@@ -135,7 +135,8 @@ impl<T> Sender<T> {
     }
 
     /// Queues `item`, waiting for room as long as it takes; wakes the receiver. `Err` gives
-    /// the item back if the receiver is gone.
+    /// the item back if the receiver is gone. One task waits for room at a time (a
+    /// response has one producer): a second one waiting would replace the first's waker.
     pub async fn send(&self, item: T) -> Result<(), T> {
         let mut item = Some(item);
         let waker = poll_fn(|cx: &mut Context<'_>| {
