@@ -15,11 +15,12 @@
 //! A request that waits for its client (a request body still to come, a response channel
 //! full) drives the runtime itself until the wait is over ([`Runner::drive`]), and the
 //! connection task its response events are for is woken at the runner's next turn
-//! ([`wake_soon`]): a request's own I/O wakes no thread. While a runner is in the app otherwise, nobody drives the runtime.
-//! A *standby* thread takes the free core when a request runs longer than
-//! [`TAKEOVER_AFTER`], and gives it back as soon as a runner wants it. So slow and hung
-//! requests do not stop the worker's other connections, heartbeats, static files or the 504
-//! of `--timeout`, and the rescue thread a hung request calls for is one more runner.
+//! ([`wake_soon`]): a request's own I/O wakes no thread. While a runner is in the app
+//! otherwise, nobody drives the runtime. A *standby* thread takes the free core when a
+//! request runs longer than [`TAKEOVER_AFTER`], and gives it back as soon as a runner wants
+//! it. So slow and hung requests do not stop the worker's other connections, heartbeats,
+//! static files or the 504 of `--timeout`, and the rescue thread a hung request calls for
+//! is one more runner.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
