@@ -189,11 +189,6 @@ impl<T> Sender<T> {
             state.blocked -= 1;
         }
     }
-
-    /// Whether the receiver is gone.
-    pub fn is_closed(&self) -> bool {
-        self.shared.lock().closed
-    }
 }
 
 impl<T> Clone for Sender<T> {
@@ -425,7 +420,6 @@ mod tests {
             "a sender waiting for room learns the receiver went"
         );
         assert_eq!(send.as_mut().poll(&mut cx), Poll::Ready(Err(5)));
-        assert!(tx.is_closed());
         assert!(matches!(tx.try_send(6), Err(TrySendError::Closed(6))));
         assert!(matches!(tx.send_last(7), Err(7)));
         assert_eq!(tx.blocking_send(8), Err(8));

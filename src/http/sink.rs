@@ -2,8 +2,9 @@
 //!
 //! [`HttpSink`] turns the bridge's response calls into [`ResponseEvent`]s for the
 //! connection task (through [`handoff`]); [`HttpBodySource`] receives the request body the
-//! connection task reads. Both channels are bounded, so a slow client slows the app down instead of
-//! growing memory, and both wait with the GIL released.
+//! connection task reads. Both channels are bounded (beside a response's one last event),
+//! so a slow client slows the app down instead of growing memory, and both wait with the
+//! GIL released.
 
 use std::fs::File;
 
