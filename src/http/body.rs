@@ -46,8 +46,6 @@ impl BodyDecoder {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PumpState {
-    /// There is no body, or it was handed over whole.
-    None,
     /// Waiting for the app's first read (Expect: 100-continue).
     AwaitingDemand,
     /// Reading the body into the channel.
@@ -73,8 +71,8 @@ pub struct BodyBounds {
     pub timeout: std::time::Duration,
 }
 
-/// Feeds one request's body to the app.
-pub struct BodyPump {
+/// The state of a body read from the connection while the app runs.
+struct Pump {
     state: PumpState,
     decoder: BodyDecoder,
     messages: Option<mpsc::Sender<BodyMessage>>,
@@ -86,34 +84,17 @@ pub struct BodyPump {
     malformed: Option<String>,
 }
 
-impl BodyPump {
-    /// A pump for a request without a streamed body.
-    pub fn none() -> Self {
-        BodyPump {
-            state: PumpState::None,
-            decoder: BodyDecoder::Length(0),
-            messages: None,
-            demand: None,
-            expect_continue: false,
-            bounds: BodyBounds {
-                limit: 0,
-                timeout: std::time::Duration::MAX,
-            },
-            received: 0,
-            malformed: None,
-        }
-    }
-
+impl Pump {
     /// A pump that feeds `messages`; it waits for `demand` first when the client expects
     /// `100 Continue`.
-    pub fn new(
+    fn new(
         decoder: BodyDecoder,
         messages: mpsc::Sender<BodyMessage>,
         demand: oneshot::Receiver<()>,
         expect_continue: bool,
         bounds: BodyBounds,
     ) -> Self {
-        BodyPump {
+        Pump {
             state: if expect_continue {
                 PumpState::AwaitingDemand
             } else {
@@ -130,13 +111,13 @@ impl BodyPump {
     }
 
     /// Whether the pump has something to do: wait for the app's first read, or read body.
-    pub fn is_busy(&self) -> bool {
+    fn is_busy(&self) -> bool {
         matches!(self.state, PumpState::AwaitingDemand | PumpState::Active)
     }
 
     /// One step: waits for the app's first read, or moves one piece of body. Returns true
     /// when `100 Continue` must be sent now. Cancel-safe.
-    pub async fn step<S: AsyncRead + Unpin>(&mut self, stream: &mut S, buf: &mut BytesMut) -> bool {
+    async fn step<S: AsyncRead + Unpin>(&mut self, stream: &mut S, buf: &mut BytesMut) -> bool {
         if self.state == PumpState::AwaitingDemand {
             let demanded = self.demanded().await;
             return self.on_demand(demanded);
@@ -217,38 +198,46 @@ impl BodyPump {
     }
 
     /// Whether the body went past `--limit-request-body`.
-    pub fn too_large(&self) -> bool {
+    fn too_large(&self) -> bool {
         self.state == PumpState::TooLarge
     }
 
     /// Why the body's framing was refused, if it was.
-    pub fn malformed(&self) -> Option<&str> {
+    fn malformed(&self) -> Option<&str> {
         self.malformed.as_deref()
     }
 
     /// Whether the body can no longer be read to its end (the connection must close).
-    pub fn broken(&self) -> bool {
+    fn broken(&self) -> bool {
         matches!(
             self.state,
             PumpState::Failed | PumpState::TooLarge | PumpState::Malformed
         )
     }
 
+    /// What [`drain`](Self::drain) returns when it needs no read: `Some(true)` for a body
+    /// that is done (or never was), `Some(false)` for one that cannot be drained.
+    fn drain_settled(&self) -> Option<bool> {
+        match self.state {
+            PumpState::Finished => Some(true),
+            PumpState::Failed | PumpState::TooLarge | PumpState::Malformed => Some(false),
+            // The client was never told to send the body: it may or may not come.
+            PumpState::AwaitingDemand if self.expect_continue => Some(false),
+            _ => None,
+        }
+    }
+
     /// After the response: reads and discards what the app left of the body, up to
     /// `limit` bytes, so the connection can serve the next request. Returns whether the
     /// body was consumed to its end.
-    pub async fn drain<S: AsyncRead + Unpin>(
+    async fn drain<S: AsyncRead + Unpin>(
         &mut self,
         stream: &mut S,
         buf: &mut BytesMut,
         limit: u64,
     ) -> bool {
-        match self.state {
-            PumpState::None | PumpState::Finished => return true,
-            PumpState::Failed | PumpState::TooLarge | PumpState::Malformed => return false,
-            // The client was never told to send the body: it may or may not come.
-            PumpState::AwaitingDemand if self.expect_continue => return false,
-            _ => {}
+        if let Some(settled) = self.drain_settled() {
+            return settled;
         }
         self.messages = None;
         let mut discarded = 0u64;
@@ -278,7 +267,91 @@ impl BodyPump {
 
     /// Whether a response should announce that the connection closes because the body
     /// will not be read (the client still waits for `100 Continue`).
-    pub fn body_unrequested(&self) -> bool {
+    fn body_unrequested(&self) -> bool {
         self.state == PumpState::AwaitingDemand
+    }
+}
+
+/// Feeds one request's body to the app. A request whose body has been handed over whole, or
+/// that has none, has no pump: one pointer in the connection's future, where the pump's
+/// hundred bytes took cache lines of their own with every request.
+pub struct BodyPump(Option<Box<Pump>>);
+
+impl BodyPump {
+    /// A pump for a request without a streamed body.
+    pub fn none() -> Self {
+        BodyPump(None)
+    }
+
+    /// A pump that feeds `messages`; it waits for `demand` first when the client expects
+    /// `100 Continue`.
+    pub fn new(
+        decoder: BodyDecoder,
+        messages: mpsc::Sender<BodyMessage>,
+        demand: oneshot::Receiver<()>,
+        expect_continue: bool,
+        bounds: BodyBounds,
+    ) -> Self {
+        let pump = Pump::new(decoder, messages, demand, expect_continue, bounds);
+        BodyPump(Some(Box::new(pump)))
+    }
+
+    /// Whether the pump has something to do: wait for the app's first read, or read body.
+    pub fn is_busy(&self) -> bool {
+        self.0.as_ref().is_some_and(|pump| pump.is_busy())
+    }
+
+    /// One step: waits for the app's first read, or moves one piece of body. Returns true
+    /// when `100 Continue` must be sent now. Cancel-safe; never ready without a body.
+    pub async fn step<S: AsyncRead + Unpin>(&mut self, stream: &mut S, buf: &mut BytesMut) -> bool {
+        match &mut self.0 {
+            Some(pump) => pump.step(stream, buf).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Whether the body grew past `--limit-request-body`.
+    pub fn too_large(&self) -> bool {
+        self.0.as_ref().is_some_and(|pump| pump.too_large())
+    }
+
+    /// Why the body's framing was refused, if it was.
+    pub fn malformed(&self) -> Option<&str> {
+        self.0.as_ref().and_then(|pump| pump.malformed())
+    }
+
+    /// Whether the body can no longer be read to its end (the connection must close).
+    pub fn broken(&self) -> bool {
+        self.0.as_ref().is_some_and(|pump| pump.broken())
+    }
+
+    /// What [`drain`](Self::drain) returns when it needs no read: `Some(true)` for a body
+    /// that is done (or never was), `Some(false)` for one that cannot be drained.
+    pub fn drain_settled(&self) -> Option<bool> {
+        match &self.0 {
+            Some(pump) => pump.drain_settled(),
+            None => Some(true),
+        }
+    }
+
+    /// After the response: reads and discards what the app left of the body, up to
+    /// `limit` bytes, so the connection can serve the next request. Returns whether the
+    /// body was consumed to its end.
+    pub async fn drain<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        buf: &mut BytesMut,
+        limit: u64,
+    ) -> bool {
+        match &mut self.0 {
+            Some(pump) => pump.drain(stream, buf, limit).await,
+            None => true,
+        }
+    }
+
+    /// Whether a response should announce that the connection closes because the body
+    /// will not be read (the client still waits for `100 Continue`).
+    pub fn body_unrequested(&self) -> bool {
+        self.0.as_ref().is_some_and(|pump| pump.body_unrequested())
     }
 }

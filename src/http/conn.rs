@@ -5,9 +5,11 @@
 //! previous response is written. While a request runs, the task waits on two things at
 //! once: response events from the Python thread, and the app's demand for body bytes.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -175,6 +177,26 @@ struct Connection<S> {
     ctx: Arc<ConnContext>,
 }
 
+/// What ended a connection's wait for more of a request head.
+enum HeadWait {
+    /// The read finished: the bytes read (0 at the end of the stream), or its error.
+    Read(io::Result<usize>),
+    /// The server began to stop while the connection was idle.
+    Stopped,
+    /// The connection's timer fired.
+    Timer,
+}
+
+/// What ended a request's wait for its response.
+enum ResponseWait {
+    /// The app ran past `--timeout`.
+    Overdue,
+    /// A response event, or `None` when the Python side dropped the response unended.
+    Event(Option<ResponseEvent>),
+    /// The body pump took a step; `true` when `100 Continue` must be sent now.
+    Pumped(bool),
+}
+
 /// What the response writer knows about the response in progress.
 struct ResponseState {
     protocol: Protocol,
@@ -185,8 +207,9 @@ struct ResponseState {
     keep_alive: bool,
     /// When the request began, if anything reports its duration (access log, metrics).
     started: Option<Instant>,
-    /// The access log's record of the request, when the log is on.
-    access: Option<AccessEntry>,
+    /// The access log's record of the request, when the log is on. Boxed: inline, its
+    /// 224 bytes made this state, which the connection's future keeps, 272 bytes long.
+    access: Option<Box<AccessEntry>>,
 }
 
 impl Drop for ResponseState {
@@ -280,20 +303,43 @@ impl<S: Socket> Connection<S> {
             if deadline < self.idle_timer.deadline().into_std() {
                 self.idle_timer.as_mut().reset(deadline.into());
             }
-            // Biased: the read is tried first (it is what a busy connection is waiting for),
-            // and no random branch order is drawn per poll.
+            // The read is tried first (it is what a busy connection is waiting for). One
+            // `poll_fn` over the three waits, rather than `select!` over three futures: the
+            // connection's future keeps only references for this wait, so a request touches
+            // fewer of its cache lines (see BENCHMARKS.md, "Fewer cache lines per
+            // connection").
             let read = loop {
-                break tokio::select! {
-                    biased;
-                    read = self.stream.read_buf(&mut self.buf) => read?,
-                    () = self.stop.stopped(), if idle && !stopping => {
+                let (stream, buf, stop, timer) = (
+                    &mut self.stream,
+                    &mut self.buf,
+                    &mut self.stop,
+                    &mut self.idle_timer,
+                );
+                let waited = std::future::poll_fn(|cx| {
+                    // A read future holds only its two references: one made per poll is the
+                    // same as one kept across polls.
+                    if let Poll::Ready(read) = std::pin::pin!(stream.read_buf(buf)).poll(cx) {
+                        return Poll::Ready(HeadWait::Read(read));
+                    }
+                    if idle && !stopping && stop.poll_stopped(cx).is_ready() {
+                        return Poll::Ready(HeadWait::Stopped);
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(HeadWait::Timer);
+                    }
+                    Poll::Pending
+                })
+                .await;
+                match waited {
+                    HeadWait::Read(read) => break read?,
+                    HeadWait::Stopped => {
                         // Told without the watch set: the engine went away without a stop.
                         if !*self.ctx.shutdown.borrow() {
                             return Ok(None);
                         }
                         continue 'head;
                     }
-                    () = self.idle_timer.as_mut() => {
+                    HeadWait::Timer => {
                         if Instant::now() < deadline {
                             // Set for an earlier deadline than this wait's.
                             self.idle_timer.as_mut().reset(deadline.into());
@@ -312,7 +358,7 @@ impl<S: Socket> Connection<S> {
                         }
                         return Ok(None);
                     }
-                };
+                }
             };
             if read == 0 {
                 // The client closed; a partial head cannot be answered.
@@ -391,7 +437,7 @@ impl<S: Socket> Connection<S> {
             .ctx
             .access_log
             .as_ref()
-            .map(|log| log.entry(&method, &target, protocol, &headers, &self.peer));
+            .map(|log| Box::new(log.entry(&method, &target, protocol, &headers, &self.peer)));
         if let Some(site) = self.ctx.static_files.clone() {
             if let Some(answer) =
                 site.respond_mounted(&self.ctx.proxy.root_path, &method, &target, &headers)
@@ -410,13 +456,13 @@ impl<S: Socket> Connection<S> {
                     protocol,
                     keep_alive,
                     timeout,
-                    access.as_mut(),
+                    access.as_deref_mut(),
                 )
                 .await?;
                 if let Some(started) = started {
                     crate::metrics::response_since(status, started);
-                    if let (Some(log), Some(entry)) = (&self.ctx.access_log, access) {
-                        log.write(&entry, status, sent, started.elapsed());
+                    if let (Some(log), Some(entry)) = (&self.ctx.access_log, access.as_deref()) {
+                        log.write(entry, status, sent, started.elapsed());
                     }
                 }
                 return Ok(keep_alive);
@@ -472,9 +518,28 @@ impl<S: Socket> Connection<S> {
             access,
         };
         let end = loop {
-            tokio::select! {
-                biased;
-                () = overdue.fired(request) => {
+            let waited = if pump.is_busy() {
+                tokio::select! {
+                    biased;
+                    () = overdue.fired(request) => ResponseWait::Overdue,
+                    event = events.recv() => ResponseWait::Event(event),
+                    send_continue = pump.step(&mut self.stream, &mut self.buf) => {
+                        ResponseWait::Pumped(send_continue)
+                    }
+                }
+            } else {
+                // The common case, no body to move: the wait holds two references, not the
+                // futures `select!` keeps (fewer cache lines per request, as in read_head).
+                std::future::poll_fn(|cx| {
+                    if overdue.poll_fired(cx, request).is_ready() {
+                        return Poll::Ready(ResponseWait::Overdue);
+                    }
+                    events.poll_recv(cx).map(ResponseWait::Event)
+                })
+                .await
+            };
+            match waited {
+                ResponseWait::Overdue => {
                     // The app ran past --timeout: answer for it if nothing went out yet;
                     // either way this connection is done.
                     if response.framing.is_none() && self.out.is_empty() {
@@ -487,12 +552,12 @@ impl<S: Socket> Connection<S> {
                     }
                     return Ok(false);
                 }
-                event = events.recv() => {
+                ResponseWait::Event(event) => {
                     if let Some(end) = self.on_events(event, events, &mut response, &pump).await? {
                         break end;
                     }
                 }
-                send_continue = pump.step(&mut self.stream, &mut self.buf), if pump.is_busy() => {
+                ResponseWait::Pumped(send_continue) => {
                     if send_continue {
                         let interim = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
                         tokio::time::timeout(self.ctx.limits.write_timeout, interim)
@@ -508,7 +573,11 @@ impl<S: Socket> Connection<S> {
                         if response.framing.is_none() && self.out.is_empty() {
                             response.status = 400;
                             let detail = format!("malformed chunked body: {why}");
-                            self.reject(Rejection { status: 400, detail }).await;
+                            self.reject(Rejection {
+                                status: 400,
+                                detail,
+                            })
+                            .await;
                         }
                         return Ok(false);
                     }
@@ -533,14 +602,19 @@ impl<S: Socket> Connection<S> {
         };
         let mut keep_alive = response.keep_alive && end == ResponseEnd::Complete;
         if keep_alive {
-            // A request without a body, or whose body the app read, is drained at the first
-            // poll: no timer for it.
-            let drained = crate::http::writer::within(
-                DRAIN_TIMEOUT,
-                pump.drain(&mut self.stream, &mut self.buf, DRAIN_LIMIT),
-            )
-            .await;
-            keep_alive = matches!(drained, Ok(true));
+            // A request without a body, or whose body the app read, needs no drain: no
+            // future for it. Any other is drained at once if it can be, without a timer.
+            keep_alive = match pump.drain_settled() {
+                Some(settled) => settled,
+                None => {
+                    let drained = crate::http::writer::within(
+                        DRAIN_TIMEOUT,
+                        pump.drain(&mut self.stream, &mut self.buf, DRAIN_LIMIT),
+                    )
+                    .await;
+                    matches!(drained, Ok(true))
+                }
+            };
         }
         if let (Some(log), Some(entry), Some(started)) =
             (&self.ctx.access_log, &response.access, started)
@@ -637,66 +711,66 @@ impl<S: Socket> Connection<S> {
         pump: &BodyPump,
     ) -> io::Result<Option<ResponseEnd>> {
         let mut next = first;
-        loop {
+        let end = loop {
+            // `None`: the Python side dropped the response without ending it.
             let Some(event) = next else {
-                // The Python side dropped the response without ending it.
-                self.out
-                    .flush(&mut self.stream, self.ctx.limits.write_timeout)
-                    .await?;
-                return Ok(Some(ResponseEnd::Aborted));
+                break Some(ResponseEnd::Aborted);
             };
-            if let Some(end) = self.apply(event, response, pump).await? {
-                self.out
-                    .flush(&mut self.stream, self.ctx.limits.write_timeout)
-                    .await?;
-                return Ok(Some(end));
+            // Only a file waits for the socket; every other event is applied here, with
+            // nothing kept in the connection's future for it.
+            let applied = match event {
+                ResponseEvent::Head(head) => {
+                    self.start_response(&head, response, pump);
+                    None
+                }
+                ResponseEvent::Chunk(chunk) => {
+                    self.body_chunk(*chunk, response);
+                    None
+                }
+                ResponseEvent::File { file, offset, len } => {
+                    self.body_file(file, offset, len, response).await?;
+                    None
+                }
+                ResponseEvent::Complete(mut complete) => {
+                    // Read in its box: moving the response out would copy it.
+                    self.start_response(&complete.head, response, pump);
+                    match &mut complete.body {
+                        WholeBody::Small(small) => self.body_slice(small.as_slice(), response),
+                        WholeBody::Pieces(pieces) => {
+                            for chunk in pieces.drain(..) {
+                                self.body_chunk(chunk, response);
+                            }
+                        }
+                    }
+                    Some(self.end_response(ResponseEnd::Complete, response))
+                }
+                ResponseEvent::End(end) => Some(self.end_response(end, response)),
+            };
+            if applied.is_some() {
+                break applied;
             }
             next = match events.try_recv() {
                 Ok(event) => Some(event),
-                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Empty) => break None,
                 Err(TryRecvError::Disconnected) => None,
             };
-        }
-        self.out
-            .flush(&mut self.stream, self.ctx.limits.write_timeout)
-            .await?;
-        Ok(None)
+        };
+        self.flush_out().await?;
+        Ok(end)
     }
 
-    async fn apply(
-        &mut self,
-        event: ResponseEvent,
-        response: &mut ResponseState,
-        pump: &BodyPump,
-    ) -> io::Result<Option<ResponseEnd>> {
-        match event {
-            ResponseEvent::Head(head) => {
-                self.start_response(&head, response, pump);
-                Ok(None)
-            }
-            ResponseEvent::Chunk(chunk) => {
-                self.body_chunk(*chunk, response);
-                Ok(None)
-            }
-            ResponseEvent::File { file, offset, len } => {
-                self.body_file(file, offset, len, response).await?;
-                Ok(None)
-            }
-            ResponseEvent::Complete(mut complete) => {
-                // Read in its box: moving the response out would copy it.
-                self.start_response(&complete.head, response, pump);
-                match &mut complete.body {
-                    WholeBody::Small(small) => self.body_slice(small.as_slice(), response),
-                    WholeBody::Pieces(pieces) => {
-                        for chunk in pieces.drain(..) {
-                            self.body_chunk(chunk, response);
-                        }
-                    }
-                }
-                Ok(Some(self.end_response(ResponseEnd::Complete, response)))
-            }
-            ResponseEvent::End(end) => Ok(Some(self.end_response(end, response))),
+    /// Writes what is queued: at once when the socket takes all of it (the common case,
+    /// which keeps nothing in the connection's future), else waiting for room within
+    /// `--write-timeout`.
+    async fn flush_out(&mut self) -> io::Result<()> {
+        let (out, stream) = (&mut self.out, &mut self.stream);
+        let written = std::future::poll_fn(|cx| Poll::Ready(out.write_now(stream, cx))).await?;
+        if !written {
+            self.out
+                .flush(&mut self.stream, self.ctx.limits.write_timeout)
+                .await?;
         }
+        Ok(())
     }
 
     fn start_response(

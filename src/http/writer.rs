@@ -5,6 +5,8 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use std::time::Duration;
@@ -74,6 +76,33 @@ impl OutQueue {
         if !self.staging.is_empty() {
             let sealed = self.staging.split().freeze();
             self.queue.push_back(sealed);
+        }
+    }
+
+    /// Writes what the socket takes now, without waiting; returns whether everything queued
+    /// went out (and the stream was flushed). The rest is left for [`flush`](Self::flush).
+    pub fn write_now<W: AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut W,
+        cx: &mut Context<'_>,
+    ) -> io::Result<bool> {
+        // Only the staging buffer alone is written here; a queue of shared pieces takes
+        // writev, which `flush` does.
+        if self.queue.is_empty() && !self.staging.is_empty() {
+            match Pin::new(&mut *stream).poll_write(cx, &self.staging) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(written)) => self.staging.advance(written),
+                Poll::Ready(Err(error)) => return Err(error),
+                Poll::Pending => return Ok(false),
+            }
+        }
+        if !self.is_empty() {
+            return Ok(false);
+        }
+        // Plain sockets hold nothing back; TLS may keep its last record until flushed.
+        match Pin::new(stream).poll_flush(cx) {
+            Poll::Ready(result) => result.map(|()| true),
+            Poll::Pending => Ok(false),
         }
     }
 
