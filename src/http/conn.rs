@@ -31,6 +31,7 @@ use crate::http::response::{
 use crate::http::sink::{HttpBodySource, HttpSink, ResponseEvent, BODY_QUEUE, RESPONSE_QUEUE};
 use crate::http::writer::OutQueue;
 use crate::http::ConnContext;
+use crate::http2::sniff::{sniff, Rewind, Sniffed};
 use crate::logging::AccessEntry;
 use crate::overdue::OverdueWait;
 use crate::server::stop::StopWait;
@@ -138,22 +139,44 @@ pub async fn serve_connection_buffered<S: Socket>(
     listener: Arc<ListenerInfo>,
     ctx: Arc<ConnContext>,
 ) {
-    let mut connection = Connection {
-        stream,
-        buf,
-        out: OutQueue::new(),
-        peer,
-        peer_environ: Some(Arc::default()),
-        listener,
-        idle_timer: Box::pin(tokio::time::sleep(ctx.limits.header_timeout)),
-        stop: StopWait::new(&ctx.stop_notice),
-        ctx,
+    let mut connection = Connection::new(stream, buf, peer, listener, ctx);
+    let ended = connection.run().await;
+    connection.close(ended);
+}
+
+/// Serves a cleartext HTTP connection that came with nothing to take off first (no TLS, no
+/// PROXY header), holding `guard` until it closes: HTTP/1.1, or HTTP/2 when `sniff_h2` is
+/// set and the client opens with the HTTP/2 preface.
+///
+/// Spawned as the connection's task itself: through the functions that choose a protocol,
+/// every poll of a request passed through two more futures, whose states lay in cache lines
+/// of their own (see BENCHMARKS.md, "Fewer cache lines per connection").
+pub async fn serve_cleartext<S: Socket>(
+    mut stream: S,
+    peer: Peer,
+    listener: Arc<ListenerInfo>,
+    ctx: Arc<ConnContext>,
+    sniff_h2: bool,
+    guard: impl Send,
+) {
+    let buf = if sniff_h2 {
+        let mut shutdown = ctx.shutdown.clone();
+        match sniff(&mut stream, ctx.limits.header_timeout, &mut shutdown).await {
+            Sniffed::Http1(buf) => buf,
+            Sniffed::Http2(buf) => {
+                let stream = Rewind::new(buf, stream);
+                Box::pin(crate::http2::conn::serve(stream, peer, listener, ctx)).await;
+                return drop(guard);
+            }
+            Sniffed::Closed => return drop(guard),
+        }
+    } else {
+        buffers::take(buffers::Kind::Read, 8 * 1024)
     };
-    if let Err(error) = connection.run().await {
-        tracing::debug!("Connection from {} ended: {error}", connection.peer_label());
-    }
-    buffers::give_back(buffers::Kind::Read, connection.buf);
-    connection.out.recycle();
+    let mut connection = Connection::new(stream, buf, peer, listener, ctx);
+    let ended = connection.run().await;
+    connection.close(ended);
+    drop(guard);
 }
 
 struct Connection<S> {
@@ -222,6 +245,36 @@ impl Drop for ResponseState {
 }
 
 impl<S: Socket> Connection<S> {
+    fn new(
+        stream: S,
+        buf: BytesMut,
+        peer: Peer,
+        listener: Arc<ListenerInfo>,
+        ctx: Arc<ConnContext>,
+    ) -> Self {
+        Connection {
+            stream,
+            buf,
+            out: OutQueue::new(),
+            peer,
+            peer_environ: Some(Arc::default()),
+            listener,
+            idle_timer: Box::pin(tokio::time::sleep(ctx.limits.header_timeout)),
+            stop: StopWait::new(&ctx.stop_notice),
+            ctx,
+        }
+    }
+
+    /// Logs how the connection ended if by an error, and gives its buffers to the thread's
+    /// next connection.
+    fn close(self, ended: io::Result<()>) {
+        if let Err(error) = ended {
+            tracing::debug!("Connection from {} ended: {error}", self.peer_label());
+        }
+        buffers::give_back(buffers::Kind::Read, self.buf);
+        self.out.recycle();
+    }
+
     fn peer_label(&self) -> String {
         match &self.peer {
             Peer::Tcp(addr) => addr.to_string(),

@@ -7,7 +7,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::gateway::{ListenerInfo, Peer};
-use crate::http::conn::{serve_connection, serve_connection_buffered, RawSocket, Socket};
+use crate::http::conn::{
+    serve_cleartext, serve_connection, serve_connection_buffered, RawSocket, Socket,
+};
 use crate::http::ConnContext;
 use crate::http2::sniff::{sniff, Rewind, Sniffed};
 use crate::http2::HttpVersions;
@@ -182,16 +184,35 @@ async fn serve_accepted<S, F, Fut>(
             accepted = accept() => match accepted {
                 Ok((stream, peer, server)) => {
                     let guard = connections.enter();
-                    let task = serve_one(stream, peer, server, Arc::clone(ctx), guard);
+                    let ctx = Arc::clone(ctx);
                     // Boxed, so the task tokio allocates and moves holds a pointer rather
                     // than the connection's future (several KiB, HTTP/2 and TLS states
                     // included), which spawning copied twice and finishing once more.
-                    tokio::spawn(Box::pin(task));
+                    match cleartext_http(&ctx) {
+                        Some(sniff_h2) => tokio::spawn(Box::pin(serve_cleartext(
+                            stream, peer, server, ctx, sniff_h2, guard,
+                        ))),
+                        None => tokio::spawn(Box::pin(serve_one(stream, peer, server, ctx, guard))),
+                    };
                 }
                 Err(error) => accept_failed(&ctx.listener, error).await,
             },
             () = stop.stopped() => return,
         }
+    }
+}
+
+/// For a listener whose connections are HTTP with nothing to take off first (no TLS, no
+/// PROXY header), whether their first bytes must tell HTTP/2 from HTTP/1.1; `None` for
+/// any other listener, whose connections [`serve_one`] serves.
+fn cleartext_http(ctx: &ConnContext) -> Option<bool> {
+    let cleartext = matches!(ctx.protocol, WireProtocol::Http)
+        && !ctx.proxy.proxy_protocol
+        && ctx.tls.is_none();
+    match ctx.http2.versions {
+        HttpVersions::Http1 if cleartext => Some(false),
+        HttpVersions::Auto if cleartext => Some(true),
+        _ => None,
     }
 }
 
