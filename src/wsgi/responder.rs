@@ -519,6 +519,16 @@ fn add_header(
         )));
     };
     let kind = known.name(name)?;
+    if kind == HeaderName::ContentLength {
+        // Only the number is kept (the engine writes the header itself), and apps compute
+        // it afresh for each response: a valid one is read straight from the str, with no
+        // checked copy made and remembered (~300 instructions). Any other value takes the
+        // checks below, for their error.
+        let parsed = value.to_str().ok();
+        if let Some(length) = parsed.and_then(|text| head::parse_content_length(text.as_bytes())) {
+            return set_content_length(response, length);
+        }
+    }
     let checked = known.value(name, value)?;
     match kind {
         HeaderName::Sent(name) => response.headers.push((name, checked.bytes)),
@@ -529,12 +539,7 @@ fn add_header(
                     value.to_cow().unwrap_or_default()
                 ))
             })?;
-            if response.content_length.is_some_and(|l| l != length) {
-                return Err(PyValueError::new_err(
-                    "start_response(): two different Content-Length headers",
-                ));
-            }
-            response.content_length = Some(length);
+            set_content_length(response, length)?;
         }
         HeaderName::Connection | HeaderName::HopByHop => {
             if kind == HeaderName::Connection && head::has_token(&checked.bytes, "close") {
@@ -546,6 +551,17 @@ fn add_header(
             );
         }
     }
+    Ok(())
+}
+
+/// Records the response's Content-Length; a second, different one is an error.
+fn set_content_length(response: &mut ResponseHead, length: u64) -> PyResult<()> {
+    if response.content_length.is_some_and(|known| known != length) {
+        return Err(PyValueError::new_err(
+            "start_response(): two different Content-Length headers",
+        ));
+    }
+    response.content_length = Some(length);
     Ok(())
 }
 

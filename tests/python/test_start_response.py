@@ -310,9 +310,10 @@ def test_list_bodies_arrive_whole_with_their_length(serve_app, sizes):
 def test_list_body_longer_than_its_declared_length_is_cut(serve_app):
     server = serve_app("wsgi_apps:list_body_app")
     sock = server.connect()
-    for sizes, declared in [([60, 60], 100), ([200, 5], 150), ([40], 7)]:
+    cases = [([60, 60], 100, ""), ([200, 5], 150, ""), ([40], 7, ""), ([30], 12, "&padded=1")]
+    for sizes, declared, padded in cases:
         query = ",".join(map(str, sizes))
-        response = get(server, f"/?sizes={query}&declared={declared}", sock=sock)
+        response = get(server, f"/?sizes={query}&declared={declared}{padded}", sock=sock)
         assert response.getheader("Content-Length") == str(declared)
         assert response.body == _pieces(sizes)[:declared]
     sock.sendall(b"HEAD /?sizes=97 HTTP/1.1\r\nHost: x\r\n\r\n")

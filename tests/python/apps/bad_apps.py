@@ -140,6 +140,11 @@ FAULTS = {
     "/header-value-int": _bad_headers(PLAIN + [("X-Int", 5)]),
     "/header-not-tuple": _bad_headers(PLAIN + ["X-Str: v"]),
     "/header-3-tuple": _bad_headers(PLAIN + [("X-Three", "v", "extra")]),
+    "/content-length-word": _bad_headers(PLAIN + [("Content-Length", "many")]),
+    "/content-length-negative": _bad_headers(PLAIN + [("Content-Length", "-1")]),
+    "/content-length-twice": _bad_headers(
+        PLAIN + [("Content-Length", "20"), ("Content-Length", "21")]
+    ),
     # bad bodies and exceptions before any byte was sent
     "/str-chunk": str_chunk,
     "/int-chunk": int_chunk,

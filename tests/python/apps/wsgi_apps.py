@@ -536,12 +536,14 @@ def known_strings_app(environ, start_response):
 
 def list_body_app(environ, start_response):
     """A list body of pieces of the sizes in ``?sizes=a,b,...``, each a run of its own
-    letter; ``&declared=N`` declares that Content-Length (no more than the pieces hold)."""
+    letter; ``&declared=N`` declares that Content-Length (no more than the pieces hold),
+    written between spaces with ``&padded=1``."""
     query = dict(part.split("=", 1) for part in environ["QUERY_STRING"].split("&") if part)
     sizes = [int(size) for size in query.get("sizes", "").split(",") if size]
     pieces = [bytes([97 + index % 26]) * size for index, size in enumerate(sizes)]
     headers = [("Content-Type", "application/octet-stream")]
     if "declared" in query:
-        headers.append(("Content-Length", query["declared"]))
+        declared = query["declared"]
+        headers.append(("Content-Length", f" {declared}  " if "padded" in query else declared))
     start_response("200 OK", headers)
     return pieces
