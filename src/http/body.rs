@@ -85,31 +85,6 @@ struct Pump {
 }
 
 impl Pump {
-    /// A pump that feeds `messages`; it waits for `demand` first when the client expects
-    /// `100 Continue`.
-    fn new(
-        decoder: BodyDecoder,
-        messages: mpsc::Sender<BodyMessage>,
-        demand: oneshot::Receiver<()>,
-        expect_continue: bool,
-        bounds: BodyBounds,
-    ) -> Self {
-        Pump {
-            state: if expect_continue {
-                PumpState::AwaitingDemand
-            } else {
-                PumpState::Active
-            },
-            decoder,
-            messages: Some(messages),
-            demand: Some(demand),
-            expect_continue,
-            bounds,
-            received: 0,
-            malformed: None,
-        }
-    }
-
     /// Whether the pump has something to do: wait for the app's first read, or read body.
     fn is_busy(&self) -> bool {
         matches!(self.state, PumpState::AwaitingDemand | PumpState::Active)
@@ -292,8 +267,21 @@ impl BodyPump {
         expect_continue: bool,
         bounds: BodyBounds,
     ) -> Self {
-        let pump = Pump::new(decoder, messages, demand, expect_continue, bounds);
-        BodyPump(Some(Box::new(pump)))
+        let pump = Box::new(Pump {
+            state: if expect_continue {
+                PumpState::AwaitingDemand
+            } else {
+                PumpState::Active
+            },
+            decoder,
+            messages: Some(messages),
+            demand: Some(demand),
+            expect_continue,
+            bounds,
+            received: 0,
+            malformed: None,
+        });
+        BodyPump(Some(pump))
     }
 
     /// Whether the pump has something to do: wait for the app's first read, or read body.
