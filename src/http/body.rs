@@ -191,7 +191,7 @@ impl Pump {
     }
 
     /// What [`drain`](Self::drain) returns when it needs no read: `Some(true)` for a body
-    /// that is done (or never was), `Some(false)` for one that cannot be drained.
+    /// read to its end, `Some(false)` for one that cannot be drained.
     fn drain_settled(&self) -> Option<bool> {
         match self.state {
             PumpState::Finished => Some(true),

@@ -120,37 +120,19 @@ pub async fn serve_connection<S: Socket>(
     listener: Arc<ListenerInfo>,
     ctx: Arc<ConnContext>,
 ) {
-    serve_connection_buffered(
-        stream,
-        buffers::take(buffers::Kind::Read, 8 * 1024),
-        peer,
-        listener,
-        ctx,
-    )
-    .await
-}
-
-/// Like [`serve_connection`], with the first bytes the client sent already read into `buf`
-/// (by the sniffing that tells HTTP/1.1 from an HTTP/2 preface).
-pub async fn serve_connection_buffered<S: Socket>(
-    stream: S,
-    buf: BytesMut,
-    peer: Peer,
-    listener: Arc<ListenerInfo>,
-    ctx: Arc<ConnContext>,
-) {
+    let buf = buffers::take(buffers::Kind::Read, 8 * 1024);
     let mut connection = Connection::new(stream, buf, peer, listener, ctx);
     let ended = connection.run().await;
     connection.close(ended);
 }
 
-/// Serves a cleartext HTTP connection that came with nothing to take off first (no TLS, no
-/// PROXY header), holding `guard` until it closes: HTTP/1.1, or HTTP/2 when `sniff_h2` is
-/// set and the client opens with the HTTP/2 preface.
+/// Serves a cleartext HTTP connection, holding `guard` until it closes: HTTP/1.1, or HTTP/2
+/// when `sniff_h2` is set and the client opens with the HTTP/2 preface.
 ///
-/// Spawned as the connection's task itself: through the functions that choose a protocol,
-/// every poll of a request passed through two more futures, whose states lay in cache lines
-/// of their own (see BENCHMARKS.md, "Fewer cache lines per connection").
+/// A listener without TLS or a PROXY header spawns it as the connection's task itself:
+/// through the functions that choose a protocol, every poll of a request passed through two
+/// more futures, whose states lay in cache lines of their own (see BENCHMARKS.md, "Fewer
+/// cache lines per connection").
 pub async fn serve_cleartext<S: Socket>(
     mut stream: S,
     peer: Peer,

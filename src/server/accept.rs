@@ -7,11 +7,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::gateway::{ListenerInfo, Peer};
-use crate::http::conn::{
-    serve_cleartext, serve_connection, serve_connection_buffered, RawSocket, Socket,
-};
+use crate::http::conn::{serve_cleartext, serve_connection, RawSocket, Socket};
 use crate::http::ConnContext;
-use crate::http2::sniff::{sniff, Rewind, Sniffed};
 use crate::http2::HttpVersions;
 use crate::metrics::socket::Metered;
 use crate::server::bind::Listener;
@@ -288,21 +285,10 @@ async fn serve_http<S: Socket>(
         return Box::pin(serve_tls(acceptor, stream, peer, server, ctx)).await;
     }
     match versions {
-        HttpVersions::Http1 => serve_connection(stream, peer, server, ctx).await,
         HttpVersions::Http2 => Box::pin(crate::http2::conn::serve(stream, peer, server, ctx)).await,
-        HttpVersions::Auto => {
-            let mut stream = stream;
-            let mut shutdown = ctx.shutdown.clone();
-            match sniff(&mut stream, ctx.limits.header_timeout, &mut shutdown).await {
-                Sniffed::Http1(buf) => {
-                    serve_connection_buffered(stream, buf, peer, server, ctx).await;
-                }
-                Sniffed::Http2(buf) => {
-                    let stream = Rewind::new(buf, stream);
-                    Box::pin(crate::http2::conn::serve(stream, peer, server, ctx)).await;
-                }
-                Sniffed::Closed => {}
-            }
+        HttpVersions::Http1 | HttpVersions::Auto => {
+            let sniff_h2 = matches!(versions, HttpVersions::Auto);
+            serve_cleartext(stream, peer, server, ctx, sniff_h2, ()).await;
         }
     }
 }
