@@ -5,7 +5,8 @@
 //! most a third of deleted entries with one memcpy of its table (see `grow_table`). Each
 //! listener has its own copy with its address keys set, and from its second request each
 //! connection has one with its peer's keys and the header fields its requests repeat
-//! ([`PeerEnviron`]). Per-request keys are then set from the request:
+//! ([`PeerEnviron`]), shared by the connections whose templates are equal
+//! ([`SharedPeerTemplates`]). Per-request keys are then set from the request:
 //! from the head the HTTP engine parsed ([`EnvironTemplate::build`]), or from the CGI
 //! meta-variables a front server passed ([`EnvironTemplate::build_cgi`]). The HTTP engine
 //! takes nothing from the process environment, so a variable named `HTTP_HOST` in the
@@ -16,6 +17,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -30,6 +32,8 @@ use crate::proxy::ProxyConfig;
 pub struct EnvironTemplate {
     template: Py<PyDict>,
     proxy: std::sync::Arc<ProxyConfig>,
+    /// Connection templates, shared by the connections whose templates are equal.
+    peer_templates: SharedPeerTemplates,
 }
 
 /// How many entries a dict must reach for CPython to grow its table to 64 slots: a table of
@@ -105,6 +109,7 @@ impl EnvironTemplate {
         Ok(EnvironTemplate {
             template: dict.unbind(),
             proxy: options.proxy,
+            peer_templates: SharedPeerTemplates::default(),
         })
     }
 
@@ -182,8 +187,16 @@ impl EnvironTemplate {
         // A template must know every field it holds: one request with more fields than a
         // mask has bits makes none.
         if matches!(copied, Copied::MakeTemplate) && to_keep.len() <= MAX_KEPT_FIELDS {
-            head.peer_environ
-                .keep_template(py, &listener, environ.copy()?, to_keep);
+            if let Peer::Tcp(addr) = &head.peer {
+                let made = PeerTemplate {
+                    listener: listener.clone().unbind(),
+                    peer_ip: addr.ip(),
+                    dict: environ.copy()?.unbind(),
+                    fields: to_keep,
+                };
+                head.peer_environ
+                    .keep_template(py, self.peer_templates.share(made));
+            }
         }
         for (key, value) in forwarding_fields {
             environ.set_item(key.py_str(py), latin1_str(py, value))?;
@@ -366,21 +379,75 @@ impl std::fmt::Debug for ListenerEnviron {
 /// fields set (nothing else of the request). Each later request copies it, skips the
 /// fields it repeats with the same value, sets the others, and deletes the template's
 /// fields it did not send. A connection that serves one request (`Connection: close`)
-/// pays nothing for a template it would not reuse.
+/// pays nothing for a template it would not reuse. Connections whose templates would be
+/// equal share one ([`SharedPeerTemplates`]), and each request sets its own `REMOTE_PORT`.
 pub struct PeerEnviron {
     strings: PeerStrings,
     /// A request of this connection has been built.
     served: AtomicBool,
-    template: PyOnceLock<PeerTemplate>,
+    template: PyOnceLock<Arc<PeerTemplate>>,
 }
 
 /// A connection's template: the listener's, which it was copied from (kept alive, so
 /// that its address names it), with the peer's keys and one request's header fields set.
 struct PeerTemplate {
     listener: Py<PyDict>,
+    /// The peer's address, whose `REMOTE_ADDR` `dict` holds. Its `REMOTE_PORT` is the
+    /// connection's that made it: every request sets its own.
+    peer_ip: IpAddr,
     dict: Py<PyDict>,
     /// The header fields set in `dict`, at most [`MAX_KEPT_FIELDS`].
     fields: Vec<KeptField>,
+}
+
+impl PeerTemplate {
+    /// Whether `self` and `other` make the same environ but for `REMOTE_PORT`.
+    fn same_as(&self, other: &PeerTemplate) -> bool {
+        self.listener.as_ptr() == other.listener.as_ptr()
+            && self.peer_ip == other.peer_ip
+            && self.fields.len() == other.fields.len()
+            && self
+                .fields
+                .iter()
+                .zip(&other.fields)
+                .all(|(a, b)| a.key == b.key && a.value == b.value)
+    }
+}
+
+/// How many connection templates [`SharedPeerTemplates`] keeps.
+const SHARED_PEER_TEMPLATES: usize = 64;
+
+/// The connection templates of a server, shared by its connections whose templates are
+/// equal: one client's connections send the same header fields from the same address.
+///
+/// A template of its own per connection cost each connection its own dict and table (~13
+/// cache lines) read for every request. With a few hundred connections these no longer
+/// stayed in the core's cache between two requests of one connection, and a request read
+/// them from memory (see BENCHMARKS.md, "Fewer cache lines per connection"). Shared, a
+/// template stays warm; a request sets its own `REMOTE_PORT` in its copy.
+///
+/// The last [`SHARED_PEER_TEMPLATES`] templates made are kept; each is looked up once per
+/// connection, when the connection's second request makes its template.
+#[derive(Default)]
+struct SharedPeerTemplates(std::sync::Mutex<std::collections::VecDeque<Arc<PeerTemplate>>>);
+
+impl SharedPeerTemplates {
+    /// The kept template equal to `made`, or `made`, now kept.
+    fn share(&self, made: PeerTemplate) -> Arc<PeerTemplate> {
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(same) = kept.iter().find(|template| template.same_as(&made)) {
+            return Arc::clone(same);
+        }
+        let made = Arc::new(made);
+        if kept.len() == SHARED_PEER_TEMPLATES {
+            kept.pop_front();
+        }
+        kept.push_back(Arc::clone(&made));
+        made
+    }
 }
 
 /// A header field set in a connection's template.
@@ -431,7 +498,12 @@ impl PeerEnviron {
         if let Some(made) = self.template.get(py) {
             // Made from another listener template only if the server's was remade.
             if made.listener.as_ptr() == listener.as_ptr() {
-                return Ok((made.dict.bind(py).copy()?, Copied::Template(made)));
+                let environ = made.dict.bind(py).copy()?;
+                // The template may be another connection's (see [`SharedPeerTemplates`]),
+                // whose port it holds.
+                let [_, remote_port] = self.strings.get(py, addr);
+                environ.set_item(pyo3::intern!(py, "REMOTE_PORT"), remote_port)?;
+                return Ok((environ, Copied::Template(made)));
             }
             return Ok((self.with_peer(py, addr, listener)?, Copied::Plain));
         }
@@ -457,23 +529,10 @@ impl PeerEnviron {
         Ok(environ)
     }
 
-    /// Keeps `dict`, copied from `listener` with the peer's keys and `fields` set, as the
-    /// connection's template (unless another request of it made one meanwhile).
-    fn keep_template(
-        &self,
-        py: Python<'_>,
-        listener: &Bound<'_, PyDict>,
-        dict: Bound<'_, PyDict>,
-        fields: Vec<KeptField>,
-    ) {
-        let _ = self.template.set(
-            py,
-            PeerTemplate {
-                listener: listener.clone().unbind(),
-                dict: dict.unbind(),
-                fields,
-            },
-        );
+    /// Keeps `made` as the connection's template (unless another request of it made one
+    /// meanwhile).
+    fn keep_template(&self, py: Python<'_>, made: Arc<PeerTemplate>) {
+        let _ = self.template.set(py, made);
     }
 }
 

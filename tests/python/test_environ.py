@@ -256,6 +256,46 @@ def test_environ_changed_by_the_app_is_fresh_again_at_every_request_of_a_connect
     sock.close()
 
 
+def test_environ_connections_alike_each_see_their_own_port_and_fields(serve_app):
+    """Connections from one client that send the same fields share one template: each request
+    still sees its own connection's port, what one app spoils never reaches another
+    connection's request, and a connection with other fields sees only its own."""
+    server = serve_app("wsgi_apps:environ_spoiling_app")
+    socks = [server.connect() for _ in range(3)]
+    host = socks[0].getsockname()[0]
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Same: 1\r\n\r\n"
+    for round_ in range(3):
+        for sock in socks:
+            report, _, _ = exchange(server, raw, sock)
+            assert report == {"REMOTE_ADDR": host, "REMOTE_PORT": str(sock.getsockname()[1]),
+                              "X_SPOILED": None, "SERVER_NAME": report["SERVER_NAME"]}, round_
+            assert report["SERVER_NAME"], round_
+    other = server.connect()
+    for _ in range(3):
+        report, _, _ = exchange(server, b"GET / HTTP/1.1\r\nHost: y\r\n\r\n", other)
+        assert report["REMOTE_PORT"] == str(other.getsockname()[1])
+    for sock in [*socks, other]:
+        sock.close()
+
+    server = serve_app(APP)
+    socks = [server.connect() for _ in range(2)]
+    for _ in range(3):
+        for sock in socks:
+            report, _, _ = exchange(server, raw, sock)
+            assert header_keys(report["environ"]) == {"HTTP_HOST": "x", "HTTP_X_SAME": "1"}
+            assert report["environ"]["REMOTE_PORT"] == str(sock.getsockname()[1])
+    other = server.connect()
+    for _ in range(3):
+        report, _, _ = exchange(server, b"GET / HTTP/1.1\r\nHost: y\r\nX-Other: 2\r\n\r\n", other)
+        assert header_keys(report["environ"]) == {"HTTP_HOST": "y", "HTTP_X_OTHER": "2"}
+        assert report["environ"]["REMOTE_PORT"] == str(other.getsockname()[1])
+    for sock in socks:
+        report, _, _ = exchange(server, raw, sock)
+        assert header_keys(report["environ"]) == {"HTTP_HOST": "x", "HTTP_X_SAME": "1"}
+        sock.close()
+    other.close()
+
+
 def header_keys(environ):
     """The keys request header fields make."""
     return {k: v for k, v in environ.items()
