@@ -371,13 +371,6 @@ impl<S: Socket> Connection<S> {
                 Some(deadline) => deadline,
                 None => Instant::now() + idle_limit,
             };
-            if idle {
-                // Back to the start of the buffer, which the last request's head no longer
-                // shares (unless it is still alive): each request's bytes then land on the
-                // same cache line, which stays warm between this connection's requests,
-                // rather than marching through the buffer onto a cold line each time.
-                let _ = self.buf.try_reclaim(self.buf.capacity() + 1);
-            }
             self.buf.reserve(READ_SIZE);
             // The timer is moved earlier at once, but never later: a keep-alive connection's
             // deadline moves later with every request, and resetting the timer each time

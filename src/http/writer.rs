@@ -91,15 +91,7 @@ impl OutQueue {
         if self.queue.is_empty() && !self.staging.is_empty() {
             match Pin::new(&mut *stream).poll_write(cx, &self.staging) {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(written)) => {
-                    self.staging.advance(written);
-                    if self.staging.is_empty() {
-                        // The next response is staged from the start of the buffer again, on
-                        // the cache lines this one warmed, rather than further along on cold
-                        // ones.
-                        let _ = self.staging.try_reclaim(self.staging.capacity() + 1);
-                    }
-                }
+                Poll::Ready(Ok(written)) => self.staging.advance(written),
                 Poll::Ready(Err(error)) => return Err(error),
                 Poll::Pending => return Ok(false),
             }
