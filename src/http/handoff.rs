@@ -77,6 +77,13 @@ impl<T> State<T> {
         if item.is_none() {
             return (None, None);
         }
+        if self.items.is_empty() {
+            // Back to the start of the ring (`clear` on an empty deque only resets its
+            // head): the next response's events go to the slots this one's warmed, not to
+            // the next ones round the ring, cold once a few hundred other connections'
+            // requests have passed.
+            self.items.clear();
+        }
         if self.blocked > 0 {
             room.notify_all();
         }
